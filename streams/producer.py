@@ -1,0 +1,59 @@
+"""A small aiokafka producer for processes that are not Faust workers (importers, feeds, replays)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from types import TracebackType
+
+from aiokafka import AIOKafkaProducer
+
+from streams.codecs import encode
+from streams.records import Event
+from streams.topics import topic_name
+from tradepulse.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class LogProducer:
+    """Publishes records to documented topics; idempotent producer so broker retries never duplicate."""
+
+    def __init__(self, settings: Settings, *, linger_ms: int = 20) -> None:
+        self._prefix = settings.kafka.topic_prefix
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka.bootstrap_servers,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=linger_ms,
+            max_batch_size=1 << 20,
+            compression_type=None,
+            request_timeout_ms=30_000,
+        )
+
+    async def __aenter__(self) -> LogProducer:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._producer.flush()
+        await self._producer.stop()
+
+    async def send(self, topic: str, key: str, record: Event) -> None:
+        """Queue one record; delivery is confirmed by `flush` or on exit."""
+        await self._producer.send(topic_name(self._prefix, topic), encode(record), key=key.encode())
+
+    async def send_many(self, topic: str, keyed_records: Iterable[tuple[str, Event]]) -> int:
+        """Queue many records and wait until the broker has them all; returns how many were sent."""
+        futures = [
+            await self._producer.send(topic_name(self._prefix, topic), encode(record), key=key.encode())
+            for key, record in keyed_records
+        ]
+        for future in futures:
+            await future
+        return len(futures)
+
+    async def flush(self) -> None:
+        await self._producer.flush()

@@ -1,0 +1,1 @@
+"""Subcommands of the `tradepulse` CLI, one module each."""

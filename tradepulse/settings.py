@@ -1,0 +1,67 @@
+"""One settings class for every process; built on demand, never at import time."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    """Where the log lives. `managed` means `tradepulse stack` runs the broker itself."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = Field(default="", description="namespace prepended to every topic name")
+    controller_port: int = 9093
+    managed: bool = True
+    partitions: int = Field(default=6, ge=1, description="partitions of every instrument-keyed topic")
+    heap: str = "512m"
+    ready_timeout_s: float = 60.0
+
+
+class DatabaseSettings(BaseModel):
+    """PostgreSQL (with TimescaleDB where installed). `managed` means the stack runs the server itself."""
+
+    url: str = "postgresql://tradepulse:tradepulse@127.0.0.1:5432/tradepulse"
+    managed: bool = True
+    pool_min: int = 1
+    pool_max: int = 8
+    ready_timeout_s: float = 60.0
+
+
+class WorkerSettings(BaseModel):
+    """Faust worker tuning; local defaults favour fast joins over WAN tolerance."""
+
+    app_id: str = "tradepulse"
+    late_tick_grace_ms: int = Field(default=5_000, ge=0)
+    sink_batch_size: int = Field(default=1_000, ge=1)
+    sink_flush_s: float = Field(default=0.5, gt=0)
+    session_timeout_s: float = 10.0
+    heartbeat_s: float = 2.0
+    web_port: int = 6066
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+class Settings(BaseSettings):
+    """All configuration, from `TRADEPULSE_*` environment variables (nested with `__`)."""
+
+    model_config = SettingsConfigDict(env_prefix="TRADEPULSE_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Path(".tradepulse")
+    exchange: str = "kraken"
+    kafka: KafkaSettings = KafkaSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    worker: WorkerSettings = WorkerSettings()
+    api: ApiSettings = ApiSettings()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests build their own `Settings(...)` or override this dependency."""
+    return Settings()
