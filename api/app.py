@@ -1,0 +1,41 @@
+"""The FastAPI application factory: the pool lives for the app's lifetime, settings come from a dependency."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.routers import health, market
+from tradepulse import __version__
+from tradepulse.db import create_pool
+from tradepulse.logs import redact_url
+from tradepulse.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API; `settings` overrides the environment (tests, embedded runs)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        active = settings or get_settings()
+        with create_pool(active) as pool:
+            app.state.pool = pool
+            logger.info("API ready on the store at %s", redact_url(active.database.url))
+            yield
+
+    app = FastAPI(
+        title="TradePulse API",
+        version=__version__,
+        description="Market data, strategies, paper and live trading over the TradePulse log and store.",
+        lifespan=lifespan,
+    )
+    if settings is not None:
+        app.dependency_overrides[get_settings] = lambda: settings
+    app.include_router(health.router)
+    app.include_router(market.router)
+    return app
