@@ -201,16 +201,21 @@ def port_taken_error(service: str, host: str, port: int, setting: str) -> StackE
 
 
 def tail(path: Path, lines: int) -> list[str]:
-    """The last `lines` lines of a log file (empty when it does not exist yet)."""
+    """The last `lines` lines of a log file (empty when it does not exist yet), read from the end."""
+    if lines <= 0:
+        return []
+    chunk = b""
     try:
         with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 256 * max(lines, 1)))
-            text = handle.read().decode(errors="replace")
+            position = handle.seek(0, os.SEEK_END)
+            while position > 0 and chunk.count(b"\n") <= lines:
+                step = min(64 * 1024, position)
+                position -= step
+                handle.seek(position)
+                chunk = handle.read(step) + chunk
     except OSError:
         return []
-    return text.splitlines()[-lines:] if lines > 0 else []
+    return chunk.decode(errors="replace").splitlines()[-lines:]
 
 
 def pid_alive(pid: int) -> bool:
