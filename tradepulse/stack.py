@@ -178,17 +178,30 @@ def port_owner(port: int) -> str | None:
                 inodes.add(fields[9])
     if not inodes:
         return None
+    sockets = {f"socket:[{inode}]" for inode in inodes}
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            links = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
-            name = (proc / "comm").read_text().strip()
-        except OSError:
-            continue
-        if any(f"socket:[{inode}]" in links for inode in inodes):
+        if proc.name.isdigit() and not sockets.isdisjoint(_fd_links(proc)):
+            try:
+                name = (proc / "comm").read_text().strip()
+            except OSError:
+                name = "?"
             return f"pid {proc.name} ({name})"
     return None
+
+
+def _fd_links(proc: Path) -> set[str]:
+    """What a process's descriptors point at; descriptors closing under us are skipped."""
+    links: set[str] = set()
+    try:
+        descriptors = list((proc / "fd").iterdir())
+    except OSError:
+        return links
+    for descriptor in descriptors:
+        try:
+            links.add(os.readlink(descriptor))
+        except OSError:
+            continue
+    return links
 
 
 def port_taken_error(service: str, host: str, port: int, setting: str) -> StackError:
@@ -317,15 +330,19 @@ def find_java() -> str:
     return java
 
 
-def find_pg_bindir() -> Path:
-    """The directory of the PostgreSQL server programs (initdb, pg_ctl, postgres)."""
+def pg_bindir_candidates() -> list[Path]:
+    """Where PostgreSQL server programs may live: pg_config's bindir, then Debian's versioned dirs, newest first."""
     candidates: list[Path] = []
     pg_config = shutil.which("pg_config")
     if pg_config:
         result = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
         if result.returncode == 0:
             candidates.append(Path(result.stdout.strip()))
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_pg_major, reverse=True)
+    return candidates + sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_pg_major, reverse=True)
+
+
+def find_pg_bindir(candidates: list[Path]) -> Path:
+    """The first candidate holding the server programs (initdb, pg_ctl, postgres)."""
     for bindir in candidates:
         if all((bindir / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
             return bindir
@@ -436,14 +453,21 @@ class KafkaService:
             return
         logger.info("stopping Kafka (pid %d)", pid)
         terminate(pid, signal.SIGTERM, STOP_TIMEOUT_S)
-        self.pid_file.unlink(missing_ok=True)
+        self._released()
 
     def kill(self) -> None:
         pid = self.pid()
         if pid is not None:
             logger.info("killing Kafka (pid %d) with SIGKILL", pid)
             kill_and_wait(pid)
+        self._released()
+
+    def _released(self) -> None:
+        """A dead JVM's leader thread turns zombie before its other threads close the listening sockets."""
         self.pid_file.unlink(missing_ok=True)
+        ports = (self.port, self.settings.kafka.controller_port)
+        if not wait_until(lambda: not any(port_in_use(self.host, port) for port in ports), 10.0):
+            logger.warning("Kafka's ports %s are still bound after it stopped", ports)
 
 
 class PostgresService:
@@ -539,7 +563,7 @@ class PostgresService:
             return running
         if port_in_use(self.target.host, self.target.port):
             raise port_taken_error("PostgreSQL", self.target.host, self.target.port, "TRADEPULSE_DATABASE__URL")
-        bindir = find_pg_bindir()
+        bindir = find_pg_bindir(pg_bindir_candidates())
         self._own_home()
         if not (self.data / "PG_VERSION").exists():
             logger.info("initialising PostgreSQL data directory %s", self.data)
@@ -663,12 +687,27 @@ class Stack:
         return self.status()
 
     def _start_kafka_and_postgres(self) -> None:
-        kafka_pid = self.kafka.start() if self.settings.kafka.managed else None
-        if self.settings.database.managed:
-            self.postgres.start()
-            self.postgres.ensure_role_and_database()
-        if kafka_pid is not None:
-            self.kafka.wait_ready(kafka_pid)
+        """Start both (the broker boots while PostgreSQL starts); on failure stop what this call started."""
+        started: list[Callable[[], None]] = []
+        try:
+            kafka_pid = None
+            if self.settings.kafka.managed:
+                was_running = self.kafka.pid() is not None
+                kafka_pid = self.kafka.start()
+                if not was_running:
+                    started.append(self.kafka.stop)
+            if self.settings.database.managed:
+                was_running = self.postgres.pid() is not None
+                self.postgres.start()
+                if not was_running:
+                    started.append(self.postgres.stop)
+                self.postgres.ensure_role_and_database()
+            if kafka_pid is not None:
+                self.kafka.wait_ready(kafka_pid)
+        except (StackError, psycopg.Error):
+            for stop in reversed(started):
+                stop()
+            raise
 
     def _check_external(self) -> None:
         """External services are only checked: a clear error now beats a hang in the first consumer."""
