@@ -26,7 +26,8 @@ from functools import cache
 from itertools import pairwise
 from pathlib import Path
 
-from streams.records import SCHEMA_VERSION, TIMEFRAMES, Candle, stable_id
+from streams.records import TIMEFRAMES, Candle
+from tradepulse.marketdata.candles import CandleValueError, check_ohlcv, make_candle
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ QUOTE_CURRENCIES: tuple[str, ...] = tuple(
 )
 """Quote currencies recognised at the end of a symbol written without separator (`BTCUSD`), longest first."""
 
+SOURCE = "import"
 HEADER_SEARCH_LINES = 10
 """How many lines may precede the header (CryptoDataDownload puts one banner line there)."""
 
@@ -242,21 +244,12 @@ def _number(cell: str, label: str) -> float:
     return value
 
 
-def check_ohlcv(open_: float, high: float, low: float, close: float, volume: float) -> None:
-    """The candle invariants every stored candle satisfies; raises `RowError` with the first broken one."""
-    if min(open_, high, low, close) <= 0:
-        raise RowError(f"non-positive price (open {open_}, high {high}, low {low}, close {close})")
-    if volume < 0:
-        raise RowError(f"negative volume {volume}")
-    if high < max(open_, close, low):
-        raise RowError(f"inconsistent OHLC: high {high} is below max(open, close, low) {max(open_, close, low)}")
-    if low > min(open_, close):
-        raise RowError(f"inconsistent OHLC: low {low} is above min(open, close) {min(open_, close)}")
-
-
 def _values(row: list[str], group: _Group) -> tuple[float, float, float, float, float]:
     o, h, lo, c, v = (_number(row[i], label) for i, label in zip(group.indexes, group.labels, strict=True))
-    check_ohlcv(o, h, lo, c, v)
+    try:
+        check_ohlcv(o, h, lo, c, v)
+    except CandleValueError as exc:
+        raise RowError(str(exc)) from exc
     return o, h, lo, c, v
 
 
@@ -490,20 +483,8 @@ def _build_series(
                     report.gaps.append(Gap(symbol, kept[-1].ts + span, row.ts - span, missing))
                 kept.append(row)
         series = [
-            Candle(
-                event_id=stable_id("candle", exchange, symbol, timeframe, row.ts),
-                ts=row.ts,
-                schema_version=SCHEMA_VERSION,
-                exchange=exchange,
-                symbol=symbol,
-                timeframe=timeframe,
-                open=row.open,
-                high=row.high,
-                low=row.low,
-                close=row.close,
-                volume=row.volume,
-                source="import",
-            )
+            make_candle(exchange, symbol, timeframe, row.ts, (row.open, row.high, row.low, row.close, row.volume),
+                        source=SOURCE)
             for row in kept
         ]
         report.series.append(

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streams.records import SCHEMA_VERSION, TIMEFRAMES, Candle, TickBatch, stable_id
+from streams.records import TIMEFRAMES, Candle, TickBatch
+from tradepulse.marketdata.candles import make_candle
 from tradepulse.marketdata.ticks import DEFAULT_BATCH_MS, DEFAULT_MAX_BATCH, FloatArray, IntArray, batches
 
 MINUTE_MS = TIMEFRAMES["1m"]
@@ -271,26 +272,13 @@ def candles_from_columns(columns: TickColumns, exchange: str) -> list[Candle]:
     highs = np.maximum.reduceat(columns.prices, starts)
     lows = np.minimum.reduceat(columns.prices, starts)
     volumes = np.add.reduceat(columns.amounts, starts)
+    rows = zip(
+        columns.minute_times.tolist(), (ends - starts).tolist(), columns.prices[starts].tolist(), highs.tolist(),
+        lows.tolist(), columns.prices[ends - 1].tolist(), volumes.tolist(), strict=True,
+    )
     return [
-        Candle(
-            event_id=stable_id("candle", exchange, columns.symbol, "1m", ts),
-            ts=ts,
-            schema_version=SCHEMA_VERSION,
-            exchange=exchange,
-            symbol=columns.symbol,
-            timeframe="1m",
-            open=float(columns.prices[start]),
-            high=high,
-            low=low,
-            close=float(columns.prices[end - 1]),
-            volume=volume,
-            trades=end - start,
-            source=SOURCE,
-        )
-        for ts, start, end, high, low, volume in zip(
-            columns.minute_times.tolist(), starts.tolist(), ends.tolist(), highs.tolist(), lows.tolist(),
-            volumes.tolist(), strict=True,
-        )
+        make_candle(exchange, columns.symbol, "1m", ts, (o, h, lo, c, v), source=SOURCE, trades=count)
+        for ts, count, o, h, lo, c, v in rows
     ]
 
 
