@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import socket
 import stat
 from pathlib import Path
 
 import pytest
+import yaml
 
 from streams.admin import new_topics
 from streams.topics import CONFIGS, TICKS, TOPICS, candle_topic
@@ -218,3 +220,49 @@ def test_topic_requests_follow_the_specs(tmp_path: Path) -> None:
     assert requests[f"t1234.{CONFIGS}"].topic_configs["cleanup.policy"] == "compact"
     assert requests[f"t1234.{TICKS}"].topic_configs["retention.ms"] == str(7 * 86_400_000)
     assert all(topic.replication_factor == 1 for topic in requests.values())
+
+
+REPO = Path(__file__).resolve().parents[2]
+# server.properties keys that name hosts and paths, which differ by construction between the two setups
+_HOST_SPECIFIC = {"listeners", "advertised.listeners", "listener.security.protocol.map", "controller.quorum.voters",
+                  "log.dirs"}
+
+
+def compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def test_compose_kafka_runs_the_local_stack_broker_config(tmp_path: Path) -> None:
+    services = compose()["services"]
+    local = properties(render_server_properties(Settings(data_dir=tmp_path), tmp_path / "data"))
+    kafka_env = services["kafka"]["environment"]
+
+    for key, value in local.items():
+        if key not in _HOST_SPECIFIC:
+            assert kafka_env.get("KAFKA_" + key.upper().replace(".", "_")) == value, key
+    pom_version = re.search(r"<kafka.version>([^<]+)</kafka.version>", (REPO / "deploy/kafka/pom.xml").read_text())
+    assert pom_version is not None
+    assert services["kafka"]["image"] == f"apache/kafka:{pom_version.group(1)}"
+    assert len(base64.urlsafe_b64decode(kafka_env["CLUSTER_ID"] + "==")) == 16
+
+
+def test_compose_application_settings_point_at_the_compose_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = compose()
+    services = spec["services"]
+    for name in ("migrate", "worker", "api"):
+        assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
+        for key, value in services[name]["environment"].items():
+            monkeypatch.setenv(key, str(value))
+        settings = Settings()
+        assert not settings.kafka.managed and not settings.database.managed
+        assert f"PLAINTEXT://{settings.kafka.bootstrap_servers}" in services["kafka"]["environment"][
+            "KAFKA_ADVERTISED_LISTENERS"].split(",")
+        assert str(settings.kafka.partitions) == services["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"]
+        database = DatabaseTarget.from_url(settings.database.url)
+        db_env = services["timescaledb"]["environment"]
+        assert (database.host, database.port) == ("timescaledb", 5432)
+        assert (database.user, database.password, database.dbname) == (
+            db_env["POSTGRES_USER"], db_env["POSTGRES_PASSWORD"], db_env["POSTGRES_DB"])
+    assert services["migrate"]["command"] == ["stack", "up"]
+    assert services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert all("healthcheck" in services[name] for name in ("kafka", "timescaledb", "worker", "api"))
