@@ -1,0 +1,136 @@
+"""Dead letters: rejected input kept whole on ops.dlq with a reason, so one bad event never stops a stream.
+
+Every reason starts with a short code (`bad_json: malformed JSON: ...`) so counts per kind of problem stay readable
+in the worker's stats while the full text stays with the letter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import faust
+import psycopg
+from faust.types.tuples import Message
+
+from agents.stats import WorkerStats
+from streams.codecs import encode
+from streams.records import SCHEMA_VERSION, DeadLetter, stable_id
+
+logger = logging.getLogger(__name__)
+
+BAD_JSON = "bad_json"
+WRONG_TYPE = "wrong_type"
+MISSING_FIELD = "missing_field"
+NON_POSITIVE_PRICE = "non_positive_price"
+INVALID_VALUE = "invalid_value"
+BAD_KEY = "bad_key"
+LATE_TICK = "late_tick"
+REJECTED_BY_DATABASE = "rejected_by_database"
+
+_CODES_BY_MESSAGE: tuple[tuple[str, str], ...] = (
+    ("malformed JSON", BAD_JSON),
+    ("empty message value", BAD_JSON),
+    ("expected a JSON object", WRONG_TYPE),
+    ("missing field", MISSING_FIELD),
+    ("non-positive price", NON_POSITIVE_PRICE),
+    (": expected ", WRONG_TYPE),
+)
+
+
+def decode_error_code(message: str) -> str:
+    """The code of a `streams.codecs.InvalidEvent` message."""
+    for fragment, code in _CODES_BY_MESSAGE:
+        if fragment in message:
+            return code
+    return INVALID_VALUE
+
+
+def reason_code(reason: str) -> str:
+    """The code a dead letter's reason starts with."""
+    return reason.split(":", 1)[0]
+
+
+def dead_letter(
+    *,
+    source_topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    code: str,
+    detail: str,
+    payload: bytes | str,
+    ts: int,
+) -> DeadLetter:
+    """A dead letter for the message at `source_topic/partition/offset`.
+
+    The id depends only on where the message was and why it was rejected, so a redelivered message produces the
+    same letter and the dead_letters table keeps one row for it.
+    """
+    text = payload if isinstance(payload, str) else payload.decode("utf-8", errors="backslashreplace")
+    return DeadLetter(
+        event_id=stable_id("dead-letter", source_topic, partition, offset, code),
+        ts=ts,
+        schema_version=SCHEMA_VERSION,
+        source_topic=source_topic,
+        partition=partition,
+        offset=offset,
+        key=None if key is None else key.decode("utf-8", errors="backslashreplace"),
+        reason=f"{code}: {detail}",
+        payload=text,
+    )
+
+
+def letter_for_message(message: Message, code: str, detail: str) -> DeadLetter:
+    """A dead letter carrying a whole consumed message; its time is the message's log timestamp."""
+    return dead_letter(
+        source_topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        code=code,
+        detail=detail,
+        payload=message.value or b"",
+        ts=int(message.timestamp * 1000),
+    )
+
+
+async def send_dead_letters(dlq: faust.TopicT, letters: Sequence[DeadLetter], stats: WorkerStats) -> None:
+    """Publish dead letters, count and log them, and wait until the broker has them all.
+
+    Callers record progress (table state, acknowledgement) only after this returns, so a crash can repeat a
+    letter (same id) but never lose one.
+    """
+    pending = []
+    for letter in letters:
+        stats.dead_letters[reason_code(letter.reason)] += 1
+        logger.warning(
+            "dead letter from %s[%d]@%d: %s", letter.source_topic, letter.partition, letter.offset, letter.reason
+        )
+        pending.append(await dlq.send(key=letter.source_topic.encode(), value=encode(letter)))
+    for future in pending:
+        await future
+
+
+_UPSERT = """
+INSERT INTO dead_letters (event_id, ts, source_topic, "partition", "offset", key, reason, payload)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+def upsert_dead_letters(conn: psycopg.Connection, letters: Sequence[DeadLetter]) -> int:
+    """Store dead letters idempotently (a redelivered letter is ignored); returns how many were given."""
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            _UPSERT,
+            [
+                (
+                    letter.event_id, datetime.fromtimestamp(letter.ts / 1000, tz=UTC), letter.source_topic,
+                    letter.partition, letter.offset, letter.key, letter.reason, letter.payload,
+                )
+                for letter in letters
+            ],
+        )
+    return len(letters)

@@ -1,0 +1,43 @@
+"""Worker liveness: a timer upserting worker_heartbeats (and logging the counters when they change)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+import psycopg
+from psycopg.types.json import Jsonb
+
+from agents.sinks import DatabaseWriter
+from agents.stats import WorkerStats
+from tradepulse.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_UPSERT = """
+INSERT INTO worker_heartbeats (worker_id, host, pid, started_at, last_seen, stats)
+VALUES (%s, %s, %s, %s, now(), %s)
+ON CONFLICT (worker_id) DO UPDATE SET last_seen = now(), stats = EXCLUDED.stats
+"""
+
+
+def upsert_heartbeat(conn: psycopg.Connection, stats: WorkerStats) -> None:
+    conn.execute(_UPSERT, (stats.worker_id, stats.host, stats.pid, stats.started_at, Jsonb(stats.snapshot())))
+
+
+def register_heartbeat(app: faust.App, settings: Settings, stats: WorkerStats, db: DatabaseWriter) -> None:
+    """Every `worker.heartbeat_s`: record this worker as alive with its counters; a missed beat is only logged."""
+    last_logged: dict[str, Any] = {}
+
+    @app.timer(interval=settings.worker.heartbeat_s, name=f"{settings.worker.app_id}.heartbeat")
+    async def heartbeat() -> None:
+        snapshot = stats.snapshot()
+        if snapshot != last_logged:
+            logger.info("worker %s: %s", stats.worker_id, snapshot)
+            last_logged.clear()
+            last_logged.update(snapshot)
+        try:
+            await db.run_once(lambda conn: upsert_heartbeat(conn, stats))
+        except psycopg.Error as exc:
+            logger.warning("heartbeat not recorded (database unavailable): %s", exc)

@@ -1,0 +1,31 @@
+"""`tradepulse worker`: run the stream worker (candles from ticks, sinks into PostgreSQL, heartbeats)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def worker(
+    loglevel: str = typer.Option("info", "--loglevel", "-l", help="debug, info, warning or error"),
+) -> None:
+    """Run a Faust worker with the market agents until SIGTERM or Ctrl-C; settings come from TRADEPULSE_*."""
+    import faust
+
+    from agents.market import register_market_agents
+    from agents.sinks import DatabaseWriter
+    from agents.stats import WorkerStats
+    from streams.app import create_app
+    from tradepulse.logs import configure_logging
+    from tradepulse.settings import get_settings
+
+    if loglevel.lower() not in ("debug", "info", "warning", "error"):
+        raise typer.BadParameter(f"unknown log level {loglevel!r}", param_hint="--loglevel")
+    configure_logging(loglevel)
+    settings = get_settings()
+    app = create_app(settings)
+    db = DatabaseWriter(settings)
+    register_market_agents(app, settings, WorkerStats.for_this_process(settings.worker.app_id), db)
+    try:
+        faust.Worker(app, loglevel=loglevel, override_logging=False).execute_from_commandline()
+    finally:
+        db.close()
