@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from streams.records import SCHEMA_VERSION, TIMEFRAMES, Candle, TickBatch, stable_id
+from streams.records import TIMEFRAMES, Candle, TickBatch
 
 PANDAS_RULES = {"1m": "1min", "5m": "5min", "15m": "15min", "1h": "1h", "4h": "4h", "1d": "1D"}
 CANDLE_COLUMNS = ["open", "high", "low", "close", "volume", "trades"]
@@ -29,47 +29,26 @@ class Ticks:
             end = start + size
             yield self.times[start:end], self.prices[start:end], self.amounts[start:end]
 
-    def tick_batches(self, size: int) -> list[TickBatch]:
-        """The ticks as `market.ticks` records; ids are stable so a re-run produces the same events."""
-        return [
-            TickBatch(
-                event_id=stable_id("ticks", self.exchange, self.symbol, int(t[0]), i),
-                ts=int(t.max()),
-                schema_version=SCHEMA_VERSION,
-                exchange=self.exchange,
-                symbol=self.symbol,
-                times=t.tolist(),
-                prices=p.tolist(),
-                amounts=a.tolist(),
-                source="test",
-            )
-            for i, (t, p, a) in enumerate(self.batches(size))
-        ]
+    def without(self, start_ms: int, end_ms: int) -> Ticks:
+        """The same ticks with a silent stretch: nothing traded in `[start_ms, end_ms)`."""
+        keep = (self.times < start_ms) | (self.times >= end_ms)
+        return Ticks(self.exchange, self.symbol, self.times[keep], self.prices[keep], self.amounts[keep])
 
 
-def make_ticks(
-    symbol: str,
-    *,
-    seed: int,
-    start_ms: int,
-    hours: float,
-    mean_gap_ms: float = 1_000.0,
-    exchange: str = "kraken",
-    quiet_minutes: int = 3,
-) -> Ticks:
-    """A random walk of trades with exponential gaps and a few silent stretches (minutes without any candle)."""
-    rng = np.random.default_rng(seed)
-    span = int(hours * 3_600_000)
-    gaps = rng.exponential(mean_gap_ms, size=int(span / mean_gap_ms * 1.2) + 10).astype(np.int64) + 1
-    times = start_ms + np.cumsum(gaps)
-    for _ in range(quiet_minutes):
-        silence_at = start_ms + int(rng.uniform(0.1, 0.9) * span)
-        times = np.where(times > silence_at, times + 3 * 60_000, times)
-    times = times[times < start_ms + span]
-    prices = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.0005, size=len(times))))
-    prices = np.round(prices, 4)
-    amounts = np.round(rng.lognormal(-1.0, 1.0, size=len(times)), 6)
-    return Ticks(exchange, symbol, times, prices, amounts)
+def ticks_by_instrument(batches: Iterable[TickBatch]) -> list[Ticks]:
+    """Tick batches (of any instruments, in publishing order) as one column set per instrument."""
+    grouped: dict[tuple[str, str], list[TickBatch]] = {}
+    for batch in batches:
+        grouped.setdefault((batch.exchange, batch.symbol), []).append(batch)
+    return [
+        Ticks(
+            exchange, symbol,
+            np.concatenate([np.asarray(b.times, dtype=np.int64) for b in group]),
+            np.concatenate([np.asarray(b.prices, dtype=np.float64) for b in group]),
+            np.concatenate([np.asarray(b.amounts, dtype=np.float64) for b in group]),
+        )
+        for (exchange, symbol), group in grouped.items()
+    ]
 
 
 def reference_candles(ticks: Ticks, *, grace_ms: int) -> pd.DataFrame:

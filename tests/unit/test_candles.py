@@ -9,7 +9,8 @@ import pytest
 
 from agents.candles import BatchResult, CandleBuilder
 from streams.records import Candle, stable_id
-from tests.pipeline_helpers import Ticks, assert_same_candles, candles_frame, make_ticks, reference_candles
+from tests.pipeline_helpers import Ticks, assert_same_candles, candles_frame, reference_candles, ticks_by_instrument
+from tradepulse.marketdata.synth import generate_ticks
 
 GRACE_MS = 5_000
 DAY_MS = 86_400_000
@@ -29,23 +30,27 @@ def run(builder: CandleBuilder, ticks: Ticks, batch_size: int) -> list[Candle]:
 
 @pytest.fixture(scope="module")
 def ticks() -> Ticks:
-    return make_ticks("BTC/USDT", seed=7, start_ms=START_MS, hours=5.5, mean_gap_ms=700)
+    """5.5 hours of synthetic trades with two silent stretches (minutes without any candle)."""
+    (ticks,) = ticks_by_instrument(generate_ticks(["BTC/USDT"], START_MS, 330, seed=7, ticks_per_minute=40.0))
+    return ticks.without(START_MS + 61 * M + 5_000, START_MS + 64 * M).without(START_MS + 200 * M, START_MS + 212 * M)
 
 
 @pytest.mark.parametrize("batch_size", [1, 37, 100, 5_000])
 def test_every_timeframe_equals_a_pandas_resample(ticks: Ticks, batch_size: int) -> None:
-    candles = run(CandleBuilder("kraken", "BTC/USDT", GRACE_MS), ticks, batch_size)
+    candles = run(CandleBuilder(ticks.exchange, ticks.symbol, GRACE_MS), ticks, batch_size)
 
     expected = reference_candles(ticks, grace_ms=GRACE_MS)
     assert set(expected.index.get_level_values("timeframe")) == {"1m", "5m", "15m", "1h", "4h", "1d"}
+    minutes = expected.xs("1m", level="timeframe").index.get_level_values("ts")
+    assert (minutes[1:] - minutes[:-1]).max() > M, "the ticks should leave some minutes empty"
     assert len({c.event_id for c in candles}) == len(candles), "a bucket was emitted twice"
     assert_same_candles(candles_frame(candles), expected)
 
 
 def test_candle_identity_and_provenance(ticks: Ticks) -> None:
-    candle = run(CandleBuilder("kraken", "BTC/USDT", GRACE_MS), ticks, 100)[0]
+    candle = run(CandleBuilder(ticks.exchange, ticks.symbol, GRACE_MS), ticks, 100)[0]
     assert candle.timeframe == "1m" and candle.ts % M == 0
-    assert candle.event_id == stable_id("candle", "kraken", "BTC/USDT", "1m", candle.ts)
+    assert candle.event_id == stable_id("candle", ticks.exchange, ticks.symbol, "1m", candle.ts)
     assert candle.source == "ticks" and candle.trades > 0
 
 
@@ -80,7 +85,7 @@ def test_a_tick_beyond_grace_is_rejected_and_changes_nothing() -> None:
 
 def test_order_inside_a_batch_does_not_matter(ticks: Ticks) -> None:
     rng = np.random.default_rng(3)
-    builder = CandleBuilder("kraken", "BTC/USDT", GRACE_MS)
+    builder = CandleBuilder(ticks.exchange, ticks.symbol, GRACE_MS)
     candles: list[Candle] = []
     for t, p, a in ticks.batches(250):
         order = rng.permutation(len(t))
@@ -112,12 +117,12 @@ def test_empty_minutes_make_no_candle_and_rollups_skip_them() -> None:
 def test_state_round_trip_mid_stream_gives_identical_output(ticks: Ticks) -> None:
     batches = list(ticks.batches(100))
     reference: list[Candle] = []
-    uninterrupted = CandleBuilder("kraken", "BTC/USDT", GRACE_MS)
+    uninterrupted = CandleBuilder(ticks.exchange, ticks.symbol, GRACE_MS)
     for offset, (t, p, a) in enumerate(batches):
         reference.extend(uninterrupted.apply(t, p, a, offset=offset).candles)
 
     resumed: list[Candle] = []
-    builder = CandleBuilder("kraken", "BTC/USDT", GRACE_MS)
+    builder = CandleBuilder(ticks.exchange, ticks.symbol, GRACE_MS)
     for offset, (t, p, a) in enumerate(batches):
         if offset % 40 == 17:
             builder = CandleBuilder.from_state(json.loads(json.dumps(builder.to_state())))
@@ -130,11 +135,11 @@ def test_state_round_trip_mid_stream_gives_identical_output(ticks: Ticks) -> Non
 def test_a_redelivered_batch_is_skipped_not_double_counted(ticks: Ticks) -> None:
     batches = list(ticks.batches(100))
     reference: list[Candle] = []
-    uninterrupted = CandleBuilder("kraken", "BTC/USDT", GRACE_MS)
+    uninterrupted = CandleBuilder(ticks.exchange, ticks.symbol, GRACE_MS)
     for offset, (t, p, a) in enumerate(batches):
         reference.extend(uninterrupted.apply(t, p, a, offset=offset).candles)
 
-    builder = CandleBuilder("kraken", "BTC/USDT", GRACE_MS)
+    builder = CandleBuilder(ticks.exchange, ticks.symbol, GRACE_MS)
     candles: list[Candle] = []
     for offset, (t, p, a) in enumerate(batches[:120]):
         candles.extend(builder.apply(t, p, a, offset=offset).candles)
