@@ -648,6 +648,16 @@ def database_probe(url: str, timeout_s: float = 5.0) -> str | None:
     return None
 
 
+def wait_healthy(probe: Callable[[], str | None], timeout_s: float) -> str | None:
+    """Poll a probe until it reports no problem (None) or time runs out; returns the last problem."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        problem = probe()
+        if problem is None or time.monotonic() >= deadline:
+            return problem
+        time.sleep(1.0)
+
+
 class Stack:
     """Brings the local broker and database up and down; every operation is idempotent."""
 
@@ -710,14 +720,16 @@ class Stack:
             raise
 
     def _check_external(self) -> None:
-        """External services are only checked: a clear error now beats a hang in the first consumer."""
+        """External services are only checked (and waited for while they boot): a clear error now beats a hang
+        in the first consumer."""
         if not self.settings.kafka.managed:
-            problem = kafka_probe(self.settings.kafka.bootstrap_servers, self.settings.kafka.ready_timeout_s)
+            bootstrap = self.settings.kafka.bootstrap_servers
+            problem = wait_healthy(lambda: kafka_probe(bootstrap, 5.0), self.settings.kafka.ready_timeout_s)
             if problem is not None:
-                raise StackError(f"external Kafka at {self.settings.kafka.bootstrap_servers} is not reachable: "
-                                 f"{problem}")
+                raise StackError(f"external Kafka at {bootstrap} is not reachable: {problem}")
         if not self.settings.database.managed:
-            problem = database_probe(self.settings.database.url, self.settings.database.ready_timeout_s)
+            url = self.settings.database.url
+            problem = wait_healthy(lambda: database_probe(url, 5.0), self.settings.database.ready_timeout_s)
             if problem is not None:
                 raise StackError(f"external database at {self.postgres.address} is not reachable: {problem}")
 

@@ -199,3 +199,16 @@ def test_down_is_idempotent_and_up_resumes_from_the_same_data(private_stack: Sta
     restarted = private_stack.up()
     assert restarted.healthy
     assert asyncio.run(consume(settings.kafka.bootstrap_servers, topic, 1)) == sent
+
+
+def test_unreachable_external_services_are_reported_not_started(stack: Stack, tmp_path: Path) -> None:
+    settings = scratch_settings(tmp_path, 21520, 21522, managed=False).model_copy(deep=True)
+    settings.kafka.ready_timeout_s = 2
+    settings.database.managed = False
+    settings.database.ready_timeout_s = 2
+    with pytest.raises(StackError, match=r"external Kafka at 127\.0\.0\.1:21520 is not reachable"):
+        Stack(settings).up()
+    settings.kafka.bootstrap_servers = stack.settings.kafka.bootstrap_servers
+    with pytest.raises(StackError, match=r"external database at 127\.0\.0\.1:21522 is not reachable"):
+        Stack(settings).up()
+    assert not (tmp_path / "kafka").exists() and not (tmp_path / "postgres").exists()
