@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import for_code
+from aiokafka.errors import KafkaTimeoutError, for_code
 from aiokafka.protocol.api import Response
 
 from streams.topics import TOPICS, TopicSpec, topic_name
@@ -63,16 +63,35 @@ async def ensure_topics_async(settings: Settings) -> list[str]:
         if not missing:
             return []
         response = await admin.create_topics(missing)
+        created = []
+        for name, code, message in _topic_errors(response):
+            if code == 0:
+                created.append(name)
+            elif code != _TOPIC_ALREADY_EXISTS:
+                raise for_code(code)(f"creating topic {name}: {message}")
+        await _wait_for_leaders(admin, [topic.name for topic in missing])
     finally:
         await admin.close()
-    created = []
-    for name, code, message in _topic_errors(response):
-        if code == 0:
-            created.append(name)
-        elif code != _TOPIC_ALREADY_EXISTS:
-            raise for_code(code)(f"creating topic {name}: {message}")
     logger.info("created topics: %s", ", ".join(created) if created else "none (raced with another creator)")
     return created
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """CreateTopics returns when the controller has committed; the broker serves the topics a moment later.
+    Waiting here spares every producer and consumer right after `ensure_topics` an unknown-topic error."""
+    deadline = asyncio.get_running_loop().time() + _REQUEST_TIMEOUT_MS / 1000
+    while True:
+        rows = await admin.describe_topics(names)
+        ready = {
+            row["topic"] for row in rows
+            if row["error_code"] == 0 and row["partitions"]
+            and all(partition["leader"] >= 0 for partition in row["partitions"])
+        }
+        if ready >= set(names):
+            return
+        if asyncio.get_running_loop().time() >= deadline:
+            raise KafkaTimeoutError(f"topics without a leader after creation: {sorted(set(names) - ready)}")
+        await asyncio.sleep(0.1)
 
 
 def ensure_topics(settings: Settings) -> list[str]:
