@@ -1,18 +1,72 @@
-"""Read a candle topic (or a time range of it) back as records: the input of backtests and of pipeline checks."""
+"""Read a topic back as records, and a candle topic (or a time range of it) as candles: the input of backtests."""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import UnknownTopicOrPartitionError
 
 from streams.codecs import InvalidEvent, decode
-from streams.records import Candle
+from streams.records import Candle, Event
 from streams.topics import candle_topic, topic_name
 from tradepulse.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Event)
+
+
+async def read_records(
+    settings: Settings, topic: str, record_type: type[R], *, timeout_s: float = 60.0
+) -> list[tuple[int, int, R]]:
+    """`(partition, offset, record)` for every record of a documented topic as of now, in log order per partition.
+
+    Reads each partition from its beginning up to the end offset it had when the call started, without a
+    consumer group (nothing is committed). Records that do not decode are skipped with a warning (the worker
+    dead-letters them).
+    """
+    name = topic_name(settings.kafka.topic_prefix, topic)
+    consumer = AIOKafkaConsumer(
+        name,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 << 20,
+    )
+    try:
+        await consumer.start()
+    except UnknownTopicOrPartitionError as exc:
+        await consumer.stop()
+        raise ValueError(f"topic {name!r} does not exist") from exc
+    records: list[tuple[int, int, R]] = []
+    try:
+        tps = sorted(consumer.assignment())
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        deadline = time.monotonic() + timeout_s
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {name} took longer than {timeout_s}s")
+            fetched = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, messages in fetched.items():
+                for message in messages:
+                    if message.offset >= ends[tp]:
+                        continue
+                    try:
+                        records.append((tp.partition, message.offset, decode(record_type, message.value)))
+                    except InvalidEvent as exc:
+                        logger.warning("skipping %s[%d]@%d: %s", name, tp.partition, message.offset, exc)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return records
 
 
 async def read_candles(
@@ -27,52 +81,14 @@ async def read_candles(
 ) -> list[Candle]:
     """Every candle of `timeframe` on the log as of now, oldest first, one per event id.
 
-    Reads each partition from its beginning up to the end offset it had when the call started, without a
-    consumer group (nothing is committed). Filters by instrument and by `start_ms <= ts < end_ms` when given.
-    A candle published twice (a redelivery) appears once; if the two differ, the later one wins. Records that
-    do not decode are skipped with a warning (the worker dead-letters them).
+    Filters by instrument and by `start_ms <= ts < end_ms` when given. A candle published twice (a redelivery)
+    appears once; if the two differ, the later one wins (one instrument stays on one partition, so "later" is
+    well defined).
     """
-    name = topic_name(settings.kafka.topic_prefix, candle_topic(timeframe))
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 << 20,
-    )
-    await consumer.start()
-    try:
-        await consumer.topics()
-        partitions = consumer.partitions_for_topic(name)
-        if not partitions:
-            raise ValueError(f"topic {name!r} does not exist")
-        tps = [TopicPartition(name, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        latest: dict[str, Candle] = {}
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        deadline = time.monotonic() + timeout_s
-        while remaining:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {name} took longer than {timeout_s}s")
-            fetched = await consumer.getmany(*remaining, timeout_ms=500)
-            for tp, messages in fetched.items():
-                for message in messages:
-                    if message.offset >= ends[tp]:
-                        continue
-                    try:
-                        candle = decode(Candle, message.value)
-                    except InvalidEvent as exc:
-                        logger.warning("skipping %s[%d]@%d: %s", name, tp.partition, message.offset, exc)
-                        continue
-                    if _wanted(candle, exchange, symbol, start_ms, end_ms):
-                        latest[candle.event_id] = candle
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-    finally:
-        await consumer.stop()
+    latest: dict[str, Candle] = {}
+    for _, _, candle in await read_records(settings, candle_topic(timeframe), Candle, timeout_s=timeout_s):
+        if _wanted(candle, exchange, symbol, start_ms, end_ms):
+            latest[candle.event_id] = candle
     return sorted(latest.values(), key=lambda c: (c.ts, c.exchange, c.symbol))
 
 

@@ -1,14 +1,29 @@
-"""Shared by the candle tests and the pipeline benchmark: deterministic ticks and the pandas reference candles."""
+"""Shared by the pipeline tests and benchmark: reference candles, the worker process, log and store access."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import psycopg
+from aiokafka import AIOKafkaProducer
+from psycopg import sql
 
-from streams.records import TIMEFRAMES, Candle, TickBatch
+from streams.producer import LogProducer
+from streams.records import TIMEFRAMES, Candle, Event, TickBatch, instrument_key
+from streams.replay import read_candles
+from streams.topics import TICKS, topic_name
+from tradepulse.settings import Settings
 
 PANDAS_RULES = {"1m": "1min", "5m": "5min", "15m": "15min", "1h": "1h", "4h": "4h", "1d": "1D"}
 CANDLE_COLUMNS = ["open", "high", "low", "close", "volume", "trades"]
@@ -106,3 +121,147 @@ def _index_diff(actual: pd.DataFrame, expected: pd.DataFrame) -> str:
     missing = expected.index.difference(actual.index)
     extra = actual.index.difference(expected.index)
     return f"missing {len(missing)} {list(missing[:5])}, unexpected {len(extra)} {list(extra[:5])}"
+
+
+# ----------------------------------------------------------------------------------- the worker as a subprocess
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The process environment with `settings` as TRADEPULSE_* variables (and no stray ones from outside)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("TRADEPULSE_")}
+
+    def flatten(prefix: str, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            if isinstance(value, dict):
+                flatten(f"{prefix}{name.upper()}__", value)
+            elif value is not None:
+                env[f"{prefix}{name.upper()}"] = str(value)
+
+    flatten("TRADEPULSE_", settings.model_dump(mode="json"))
+    return env
+
+
+class WorkerProcess:
+    """`tradepulse worker` run as a real process, so tests can SIGTERM or SIGKILL it."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self._env = settings_env(settings)
+        self._log_dir = log_dir
+        self._runs = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self._log_dir / f"worker-{self._runs}.log"
+
+    def start(self) -> None:
+        self._runs += 1
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).with_name("tradepulse")), "worker"],
+                env=self._env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to flush or commit anything."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+    def stop(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM and wait for a clean exit; returns the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout_s)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> WorkerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.alive():
+            self.kill()
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str, worker: WorkerProcess | None = None) -> None:
+    """Poll `check` until it holds; on timeout fail with the worker's log tail."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if worker is not None and not worker.alive():
+            raise AssertionError(f"the worker exited while waiting for {what}:\n{worker.log_tail()}")
+        time.sleep(0.5)
+    tail = f"\nworker log:\n{worker.log_tail()}" if worker is not None else ""
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}{tail}")
+
+
+# ------------------------------------------------------------------------------------------ the log and the store
+
+
+def produce(settings: Settings, topic: str, keyed_records: Iterable[tuple[str, Event]]) -> int:
+    async def send() -> int:
+        async with LogProducer(settings) as producer:
+            return await producer.send_many(topic, keyed_records)
+
+    return asyncio.run(send())
+
+
+def produce_raw(settings: Settings, topic: str, keyed_values: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+    """Arbitrary bytes, as a broken producer would publish them."""
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            for key, value in keyed_values:
+                await producer.send_and_wait(topic_name(settings.kafka.topic_prefix, topic), value, key=key)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+def produce_ticks(settings: Settings, batches: Iterable[TickBatch]) -> int:
+    return produce(settings, TICKS, ((instrument_key(b.exchange, b.symbol), b) for b in batches))
+
+
+def stored_candles(settings: Settings) -> pd.DataFrame:
+    """Everything in market_data, indexed like `reference_candles`."""
+    with psycopg.connect(settings.database.url) as conn:
+        rows = conn.execute(
+            "SELECT exchange, symbol, timeframe, (extract(epoch FROM ts) * 1000)::bigint AS ts,"
+            " open, high, low, close, volume, trades FROM market_data"
+        ).fetchall()
+    return _index(pd.DataFrame(rows, columns=["exchange", "symbol", "timeframe", "ts", *CANDLE_COLUMNS]))
+
+
+def count_rows(settings: Settings, table: str) -> int:
+    with psycopg.connect(settings.database.url) as conn:
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def topic_candles(settings: Settings) -> pd.DataFrame:
+    """Every timeframe's topic read back, deduplicated by event id."""
+    candles = [c for tf in TIMEFRAMES for c in asyncio.run(read_candles(settings, tf))]
+    return candles_frame(candles)
+
+
+def expected_candles(batches: Iterable[TickBatch], grace_ms: int) -> pd.DataFrame:
+    """The pandas reference for a whole set of tick batches, every instrument and timeframe."""
+    return pd.concat([reference_candles(t, grace_ms=grace_ms) for t in ticks_by_instrument(batches)]).sort_index()
+
+
+def heartbeat_stats(settings: Settings) -> list[dict[str, Any]]:
+    """The stats of every worker that ever beat in this database, oldest first."""
+    with psycopg.connect(settings.database.url) as conn:
+        return [row[0] for row in conn.execute("SELECT stats FROM worker_heartbeats ORDER BY started_at")]
