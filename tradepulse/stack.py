@@ -441,7 +441,7 @@ class KafkaService:
             if port_accepts(self.host, self.port) and kafka_probe(self.settings.kafka.bootstrap_servers, 2.0) is None:
                 return
             time.sleep(0.5)
-        raise StackError(f"Kafka was not ready within {timeout:.0f} s (kafka.ready_timeout_s).\n{self.log_excerpt()}")
+        raise StackError(f"Kafka was not ready within {timeout:g} s (kafka.ready_timeout_s).\n{self.log_excerpt()}")
 
     def log_excerpt(self, lines: int = 30) -> str:
         excerpt = tail(self.console_file, 10) + tail(self.log_file, lines)
@@ -506,7 +506,7 @@ class PostgresService:
         return [runuser, "-u", PG_SUPERUSER, "--", *command]
 
     def _own_home(self) -> None:
-        """Hand the postgres/ tree to the server user, and check it can reach it through every parent."""
+        """Hand the postgres/ directories to the server user, and check it can reach them through every parent."""
         for directory in (self.data, self.log_dir, self.socket_dir):
             directory.mkdir(parents=True, exist_ok=True)
         if os.geteuid() != 0:
@@ -517,7 +517,7 @@ class PostgresService:
             raise StackError(
                 "running as root needs the `postgres` OS user; install the `postgresql` package, which creates it"
             ) from exc
-        self._hand_over(self.home, *self.home.rglob("*"))
+        self._hand_over(self.home, self.data, self.log_dir, self.socket_dir)
         self.data.chmod(0o700)
         probe = subprocess.run(self._as_server_user(["test", "-w", str(self.data)]), check=False)
         if probe.returncode != 0:

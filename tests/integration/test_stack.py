@@ -212,3 +212,19 @@ def test_unreachable_external_services_are_reported_not_started(stack: Stack, tm
     with pytest.raises(StackError, match=r"external database at 127\.0\.0\.1:21522 is not reachable"):
         Stack(settings).up()
     assert not (tmp_path / "kafka").exists() and not (tmp_path / "postgres").exists()
+
+
+def test_broker_not_ready_in_time_reports_its_log_and_is_stopped(stack: Stack, tmp_path: Path) -> None:
+    settings = scratch_settings(tmp_path, 21530, 21532).model_copy(deep=True)
+    settings.kafka.ready_timeout_s = 0.5
+    settings.database = stack.settings.database.model_copy(update={"managed": False})
+    broken = Stack(settings)
+
+    with pytest.raises(StackError) as failure:
+        broken.up()
+
+    message = str(failure.value)
+    assert "Kafka was not ready within 0.5 s (kafka.ready_timeout_s)" in message
+    assert f"Last lines of {tmp_path.resolve() / 'kafka' / 'logs'}" in message
+    assert broken.kafka.pid() is None
+    assert not port_in_use("127.0.0.1", 21530)
