@@ -72,16 +72,18 @@ def batches(
     source: str,
     batch_ms: int = DEFAULT_BATCH_MS,
     max_batch: int = DEFAULT_MAX_BATCH,
+    trade_ids: list[str] | None = None,
 ) -> Iterator[TickBatch]:
-    """The ticks of one instrument as batches. Ids use `(first time, position in its window)`, unique even when
-    several ticks share a millisecond."""
+    """The ticks of one instrument as batches. A batch's id uses its first trade id where the exchange gives ids,
+    else `(first time, position in its window)`, which stays unique when several ticks share a millisecond."""
     time_list, price_list, amount_list = times.tolist(), prices.tolist(), amounts.tolist()
     window_start = -1
     for start, end in batch_bounds(times, batch_ms, max_batch):
         if time_list[start] // batch_ms != window_start:
             window_start, position = time_list[start] // batch_ms, 0
+        first_id = trade_ids[start] if trade_ids else f"{time_list[start]}.{position}"
         yield tick_batch(
             exchange, symbol, time_list[start:end], price_list[start:end], amount_list[start:end],
-            source=source, first_id=f"{time_list[start]}.{position}",
+            source=source, first_id=first_id,
         )
         position += 1
