@@ -286,15 +286,28 @@ def kafka_libs_current(libs: Path, pom: Path) -> bool:
 
 
 def ensure_kafka_libs(kafka_home: Path = KAFKA_HOME) -> Path:
-    """Fetch the broker's runtime jars with Maven unless libs/ already matches the pom; returns libs/."""
+    """Fetch the broker's runtime jars with Maven unless libs/ already matches the pom; returns libs/.
+
+    Stacks with different data dirs share libs/, so the fetch is serialised with a lock file in target/
+    (gitignored, like libs/)."""
     pom = kafka_home / "pom.xml"
     libs = kafka_home / "libs"
     if kafka_libs_current(libs, pom):
         return libs
+    work = kafka_home / "target"
+    work.mkdir(exist_ok=True)
+    with (work / "fetch.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not kafka_libs_current(libs, pom):
+            _fetch_kafka_libs(pom, libs, work / f"libs-{os.getpid()}")
+    return libs
+
+
+def _fetch_kafka_libs(pom: Path, libs: Path, staging: Path) -> None:
+    """Fetch into a staging dir and swap it in, so libs/ is never half-filled."""
     mvn = shutil.which("mvn")
     if mvn is None:
         raise StackError("Maven (mvn) is not installed; it fetches the Kafka jars. Install the `maven` package.")
-    staging = kafka_home / f"libs.fetch-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     logger.info("fetching Kafka jars with Maven into %s", libs)
     started = time.monotonic()
@@ -311,7 +324,6 @@ def ensure_kafka_libs(kafka_home: Path = KAFKA_HOME) -> Path:
     shutil.rmtree(libs, ignore_errors=True)
     staging.rename(libs)
     logger.info("fetched %d jars in %.1f s", len(list(libs.glob("*.jar"))), time.monotonic() - started)
-    return libs
 
 
 def find_java() -> str:

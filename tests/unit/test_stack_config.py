@@ -21,6 +21,7 @@ from tradepulse.stack import (
     ServiceStatus,
     StackError,
     StackStatus,
+    ensure_kafka_libs,
     find_java,
     find_pg_bindir,
     kafka_libs_current,
@@ -266,3 +267,20 @@ def test_compose_application_settings_point_at_the_compose_services(monkeypatch:
     assert services["migrate"]["command"] == ["stack", "up"]
     assert services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert all("healthcheck" in services[name] for name in ("kafka", "timescaledb", "worker", "api"))
+
+
+def test_missing_maven_is_named_when_the_jars_must_be_fetched(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pom.xml").write_text("<project/>")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(StackError, match=r"Maven \(mvn\) is not installed.*`maven` package"):
+        ensure_kafka_libs(tmp_path)
+    assert not (tmp_path / "libs").exists()
+
+
+def test_current_jars_are_not_fetched_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pom.xml").write_text("<project/>")
+    (tmp_path / "libs").mkdir()
+    (tmp_path / "libs" / ".pom.sha256").write_text(hashlib.sha256(b"<project/>").hexdigest())
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    assert ensure_kafka_libs(tmp_path) == tmp_path / "libs"
