@@ -39,7 +39,6 @@ from tradepulse.settings import Settings
 logger = logging.getLogger(__name__)
 
 Service = Literal["kafka", "postgres"]
-SERVICES: tuple[Service, ...] = ("kafka", "postgres")
 
 KAFKA_HOME = Path(deploy.__file__).resolve().parent / "kafka"
 MIN_JAVA = 17
@@ -696,6 +695,7 @@ class Stack:
         with self._lock():
             self._start_kafka_and_postgres()
         self._check_external()
+        # imported here: the topic specs pull in faust, which status/down/logs never need
         from streams.admin import ensure_topics
         from tradepulse.db import migrate
 

@@ -52,6 +52,9 @@ def _fail(message: str) -> typer.Exit:
 @app.command()
 def up() -> None:
     """Start Kafka and PostgreSQL (fetching the Kafka jars the first time), migrate, create topics."""
+    from aiokafka.errors import KafkaError
+
+    from tradepulse.db import MigrationError
     from tradepulse.stack import StackError
 
     stack = _stack()
@@ -59,7 +62,7 @@ def up() -> None:
     try:
         with console.status("bringing the stack up…"):
             status = stack.up()
-    except StackError as exc:
+    except (StackError, MigrationError, KafkaError) as exc:
         raise _fail(str(exc)) from exc
     _show(status)
     console.print(f"stack up in {time.monotonic() - started:.1f} s; data in {stack.data_dir}")
@@ -93,12 +96,11 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines until Ctrl-C")] = False,
 ) -> None:
     """Print the end of a service's log."""
-    from tradepulse.stack import tail
-
-    path = _stack().log_file(service.value)
+    stack = _stack()
+    path = stack.log_file(service.value)
     if not path.exists():
         raise _fail(f"no {service.value} log yet at {path}; has the stack been started?")
-    for line in tail(path, lines):
+    for line in stack.logs(service.value, lines):
         typer.echo(line)
     if follow:
         _follow(path)
