@@ -80,11 +80,16 @@ def stack(stack_settings: Settings) -> Iterator[Stack]:
     own_lease = str(os.getpid())
     with _leases(TEST_DATA_DIR) as leases:
         (leases / own_lease).touch()
+        problem = None
         try:
             test_stack.up()
-        except StackError as exc:
+        except BaseException as exc:
             (leases / own_lease).unlink(missing_ok=True)
-            pytest.fail(f"the test stack did not start: {exc}", pytrace=False)
+            if not isinstance(exc, StackError):
+                raise
+            problem = str(exc)
+    if problem is not None:
+        pytest.fail(f"the test stack did not start: {problem}", pytrace=False)
     yield test_stack
     with _leases(TEST_DATA_DIR) as leases:
         (leases / own_lease).unlink(missing_ok=True)
