@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,36 +81,64 @@ def candle_ticks(candle: Candle) -> tuple[list[int], list[float], list[float]]:
     return times, [candle.open, *extremes, candle.close], [half, 0.0, half, 0.0]
 
 
-def candle_batches(
-    candles: Iterable[Candle], *, batch_ms: int = DEFAULT_BATCH_MS, max_batch: int = DEFAULT_MAX_BATCH
-) -> Iterable[TickBatch]:
-    """Replay ticks of candles (ascending by time, any number of instruments) as batches per instrument per
+class CandleTickBatcher:
+    """Turns candles (ascending by time, any number of instruments) into replay tick batches per instrument per
     window; a window spans at least one candle, so slow timeframes do not become one message per tick."""
-    pending: dict[tuple[str, str], tuple[list[int], list[float], list[float]]] = {}
-    window: int | None = None
-    for candle in candles:
-        window_ms = max(batch_ms, TIMEFRAMES[candle.timeframe])
-        if window is not None and candle.ts // window_ms != window:
-            yield from _flush(pending, window_ms, max_batch)
-        window = candle.ts // window_ms
-        times, prices, amounts = pending.setdefault((candle.exchange, candle.symbol), ([], [], []))
+
+    def __init__(self, *, batch_ms: int = DEFAULT_BATCH_MS, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        self._batch_ms = batch_ms
+        self._max_batch = max_batch
+        self._pending: dict[tuple[str, str], tuple[list[int], list[float], list[float]]] = {}
+        self._window: int | None = None
+        self._window_ms = batch_ms
+
+    def add(self, candle: Candle) -> list[TickBatch]:
+        """Take one candle; returns the batches of the window it closed, if any."""
+        window_ms = max(self._batch_ms, TIMEFRAMES[candle.timeframe])
+        out = self.flush() if self._window is not None and candle.ts // window_ms != self._window else []
+        self._window, self._window_ms = candle.ts // window_ms, window_ms
+        times, prices, amounts = self._pending.setdefault((candle.exchange, candle.symbol), ([], [], []))
         t, p, a = candle_ticks(candle)
         times.extend(t)
         prices.extend(p)
         amounts.extend(a)
-    if window is not None:
-        yield from _flush(pending, window_ms, max_batch)
+        return out
+
+    def flush(self) -> list[TickBatch]:
+        """The batches of the current window."""
+        out = [
+            batch
+            for (exchange, symbol), (times, prices, amounts) in self._pending.items()
+            for batch in batches(
+                exchange, symbol, np.asarray(times, dtype=np.int64), np.asarray(prices), np.asarray(amounts),
+                source=REPLAY_SOURCE, batch_ms=self._window_ms, max_batch=self._max_batch,
+            )
+        ]
+        self._pending.clear()
+        self._window = None
+        return out
 
 
-def _flush(
-    pending: dict[tuple[str, str], tuple[list[int], list[float], list[float]]], window_ms: int, max_batch: int
-) -> Iterable[TickBatch]:
-    for (exchange, symbol), (times, prices, amounts) in pending.items():
-        yield from batches(
-            exchange, symbol, np.asarray(times, dtype=np.int64), np.asarray(prices), np.asarray(amounts),
-            source=REPLAY_SOURCE, batch_ms=window_ms, max_batch=max_batch,
-        )
-    pending.clear()
+def candle_batches(
+    candles: Iterable[Candle], *, batch_ms: int = DEFAULT_BATCH_MS, max_batch: int = DEFAULT_MAX_BATCH
+) -> Iterator[TickBatch]:
+    """Replay tick batches of candles (see `CandleTickBatcher`)."""
+    batcher = CandleTickBatcher(batch_ms=batch_ms, max_batch=max_batch)
+    for candle in candles:
+        yield from batcher.add(candle)
+    yield from batcher.flush()
+
+
+async def candle_batches_async(
+    candles: AsyncIterable[Candle], *, batch_ms: int = DEFAULT_BATCH_MS, max_batch: int = DEFAULT_MAX_BATCH
+) -> AsyncIterator[TickBatch]:
+    """`candle_batches` over an asynchronous stream, such as `stored_candles`."""
+    batcher = CandleTickBatcher(batch_ms=batch_ms, max_batch=max_batch)
+    async for candle in candles:
+        for batch in batcher.add(candle):
+            yield batch
+    for batch in batcher.flush():
+        yield batch
 
 
 class Pacer:
@@ -170,8 +198,39 @@ async def play(
     return stats
 
 
+Loader = Callable[[str, int, int, int], Sequence[Candle]]
+"""`load(symbol, start, end, limit)`: the newest `limit` stored candles of one symbol in `[start, end)`, oldest
+first (blocking; run in a thread)."""
+
+STORE_HORIZON_MS = 2**53
+
+
+def stored_range(load: Loader, symbols: Sequence[str], timeframe: str) -> tuple[int, int] | None:
+    """`(first open time, last close time)` over the symbols' stored candles, or None when there are none.
+
+    The first candle is found by bisection with one-row queries, so a replay need not scan empty decades."""
+    span = TIMEFRAMES[timeframe]
+    firsts, ends = [], []
+    for symbol in symbols:
+        newest = load(symbol, 0, STORE_HORIZON_MS, 1)
+        if not newest:
+            continue
+        lo, hi = 0, newest[-1].ts + span
+        while hi - lo > span:
+            mid = (lo + (hi - lo) // 2) // span * span
+            if mid <= lo:
+                mid = lo + span
+            if load(symbol, lo, mid, 1):
+                hi = mid
+            else:
+                lo = mid
+        firsts.append(lo)
+        ends.append(newest[-1].ts + span)
+    return (min(firsts), max(ends)) if firsts else None
+
+
 async def stored_candles(
-    load: Callable[[str, int, int, int], Sequence[Candle]],
+    load: Loader,
     symbols: Sequence[str],
     timeframe: str,
     *,
@@ -179,10 +238,7 @@ async def stored_candles(
     until: int,
     window_buckets: int = 10_000,
 ) -> AsyncIterator[Candle]:
-    """Candles of several symbols from the store, ascending by time, read window by window so memory stays flat.
-
-    `load(symbol, start, end, limit)` returns one symbol's candles in `[start, end)` (blocking; run in a thread).
-    """
+    """Candles of several symbols from the store, ascending by time, read window by window so memory stays flat."""
     span = TIMEFRAMES[timeframe]
     order = {symbol: i for i, symbol in enumerate(symbols)}
     cursor = since - since % span
@@ -275,6 +331,7 @@ class LiveFeed:
         batch_ms: int = DEFAULT_BATCH_MS,
         max_batch: int = DEFAULT_MAX_BATCH,
         backoff: Backoff | None = None,
+        stats: FeedStats | None = None,
     ) -> None:
         if mode not in ("auto", "watch", "poll"):
             raise ValueError(f"mode must be auto, watch or poll, not {mode!r}")
@@ -286,7 +343,7 @@ class LiveFeed:
         self._batch_ms = batch_ms
         self._max_batch = max_batch
         self._backoff = backoff or Backoff(base_s=1.0, cap_s=60.0)
-        self.stats = FeedStats()
+        self.stats = stats if stats is not None else FeedStats()
 
     @property
     def watching(self) -> bool:
