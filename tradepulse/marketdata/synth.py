@@ -195,7 +195,8 @@ class _Walk:
         bridge = walk - fraction * walk[starts + counts - 1][minute_index]
         log_prices = opens[minute_index] + fraction * (closes - opens)[minute_index] + bridge
         tick = self.profile.tick_size
-        prices = np.maximum(np.round(np.exp(log_prices) / tick) * tick, tick)
+        decimals = max(0, -int(np.floor(np.log10(tick))))
+        prices = np.maximum(np.round(np.round(np.exp(log_prices) / tick) * tick, decimals), tick)
 
         minute_volume = (
             self.profile.volume_per_minute * vol_mult**1.2 * (1.0 + 1.5 * np.abs(shocks))
