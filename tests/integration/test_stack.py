@@ -19,10 +19,13 @@ from pathlib import Path
 import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from typer.testing import CliRunner
 
 from streams.admin import describe_topics, ensure_topics
 from streams.topics import CONFIGS, LOGS, TICKS, topic_name
-from tradepulse.settings import DatabaseSettings, KafkaSettings, Settings
+from tradepulse.commands import stack as stack_cli
+from tradepulse.commands import topics as topics_cli
+from tradepulse.settings import DatabaseSettings, KafkaSettings, Settings, get_settings
 from tradepulse.stack import Stack, StackError, port_in_use
 
 
@@ -228,3 +231,60 @@ def test_broker_not_ready_in_time_reports_its_log_and_is_stopped(stack: Stack, t
     assert f"Last lines of {tmp_path.resolve() / 'kafka' / 'logs'}" in message
     assert broken.kafka.pid() is None
     assert not port_in_use("127.0.0.1", 21530)
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The CLI reads its settings from the environment: point it at this test's namespace."""
+    env = {
+        "TRADEPULSE_DATA_DIR": str(settings.data_dir),
+        "TRADEPULSE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "TRADEPULSE_KAFKA__CONTROLLER_PORT": str(settings.kafka.controller_port),
+        "TRADEPULSE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "TRADEPULSE_DATABASE__URL": settings.database.url,
+        "COLUMNS": "200",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield settings
+    get_settings.cache_clear()
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The cells of each body row of a rich table."""
+    return [[cell.strip() for cell in line.strip("│").split("│")] for line in output.splitlines()
+            if line.startswith("│")]
+
+
+def test_cli_status_logs_and_topics(cli_env: Settings) -> None:
+    runner = CliRunner()
+
+    status = runner.invoke(stack_cli.app, ["status"])
+    assert status.exit_code == 0, status.output
+    assert "127.0.0.1:19092" in status.output and "accepting connections" in status.output
+
+    logs = runner.invoke(stack_cli.app, ["logs", "postgres", "-n", "3"])
+    assert logs.exit_code == 0 and len(logs.output.splitlines()) == 3
+
+    listed = runner.invoke(topics_cli.app, ["list"])
+    assert listed.exit_code == 0, listed.output
+    rows = {cells[0]: cells[1:] for cells in table_rows(listed.output)}
+    prefix = cli_env.kafka.topic_prefix
+    assert rows[f"{prefix}{CONFIGS}"] == ["1", "compact", "forever"]
+    assert rows[f"{prefix}{TICKS}"] == ["4", "delete", "7 d"]
+
+    created = runner.invoke(topics_cli.app, ["create"])
+    assert created.exit_code == 0 and "(all existed)" in created.output
+
+
+def test_cli_reports_an_unreachable_broker_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADEPULSE_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:21540")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(topics_cli.app, ["list"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert "cannot reach Kafka at 127.0.0.1:21540" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
