@@ -44,8 +44,10 @@ def _show(status: StackStatus) -> None:
     console.print(table)
 
 
-def _fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
+def fail(message: str) -> typer.Exit:
+    """Print an operator-facing error (log excerpts included verbatim) and the exit to raise."""
+    errors.print("[red]error:[/red]", end=" ")
+    errors.print(message, markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
 
 
@@ -63,7 +65,7 @@ def up() -> None:
         with console.status("bringing the stack up…"):
             status = stack.up()
     except (StackError, MigrationError, KafkaError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     _show(status)
     console.print(f"stack up in {time.monotonic() - started:.1f} s; data in {stack.data_dir}")
 
@@ -76,7 +78,7 @@ def down() -> None:
     try:
         _stack().down()
     except StackError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     console.print("stack stopped")
 
 
@@ -99,7 +101,7 @@ def logs(
     stack = _stack()
     path = stack.log_file(service.value)
     if not path.exists():
-        raise _fail(f"no {service.value} log yet at {path}; has the stack been started?")
+        raise fail(f"no {service.value} log yet at {path}; has the stack been started?")
     for line in stack.logs(service.value, lines):
         typer.echo(line)
     if follow:

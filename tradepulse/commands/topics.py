@@ -6,9 +6,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tradepulse.commands.stack import fail
+
 app = typer.Typer(no_args_is_help=True)
 console = Console()
-errors = Console(stderr=True)
 
 
 @app.command()
@@ -25,8 +26,7 @@ def create() -> None:
     try:
         created = ensure_topics(settings)
     except KafkaError as exc:
-        errors.print(f"[red]error:[/red] cannot create topics on {settings.kafka.bootstrap_servers}: {exc}")
-        raise typer.Exit(code=1) from exc
+        raise fail(f"cannot create topics on {settings.kafka.bootstrap_servers}: {exc}") from exc
     console.print(f"created {len(created)} topics" + (": " + ", ".join(created) if created else " (all existed)"))
 
 
@@ -44,8 +44,7 @@ def list_topics(
     try:
         topics = describe_topics(settings, prefix)
     except KafkaError as exc:
-        errors.print(f"[red]error:[/red] cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}")
-        raise typer.Exit(code=1) from exc
+        raise fail(f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}") from exc
     table = Table(title=f"topics on {settings.kafka.bootstrap_servers}")
     table.add_column("topic")
     table.add_column("partitions", justify="right")
