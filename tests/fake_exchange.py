@@ -6,8 +6,9 @@ which rewrites every entry of the exchange's `urls['api']`.
 
 It behaves like the real thing where the tests need it to: klines honour `startTime`/`endTime`/`limit` but never
 return more than `page_limit` rows (so a client must paginate), the newest candle may still be open, unknown
-symbols get binance's `-1121 Invalid symbol` error. Faults are injected on demand: an HTTP status (429, 5xx) or a
-dropped connection for the next N requests to a path, and `drop_websockets()` cuts every stream.
+symbols get binance's `-1121 Invalid symbol` error. Faults are injected on demand: an HTTP status (429 rate limit,
+another 4xx refusal, 5xx) or a dropped connection for the next N requests to a path, and `drop_websockets()` cuts
+every stream.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Fault:
     status: int
     path: str
     remaining: int
+    skip: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,10 +101,21 @@ class FakeBinance:
             }
             asyncio.run_coroutine_threadsafe(self._push(stream, message), self._loop).result(5)
 
-    def fail(self, status: int, *, times: int = 1, path: str = "/api/v3/klines") -> None:
-        """Answer the next `times` requests to `path` with `status` (or drop them, for `DROP`)."""
+    def fail(self, status: int, *, times: int = 1, path: str = "/api/v3/klines", after: int = 0) -> None:
+        """Let `after` requests to `path` through, then answer the next `times` with `status` (or drop them, for
+        `DROP`)."""
         with self._lock:
-            self._faults.append(Fault(status, path, times))
+            self._faults.append(Fault(status, path, times, after))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def pending_faults(self) -> int:
+        """Faults still to be injected."""
+        with self._lock:
+            return sum(f.remaining for f in self._faults)
 
     def drop_websockets(self) -> None:
         asyncio.run_coroutine_threadsafe(self._close_sockets(), self._loop).result(5)
@@ -180,7 +193,10 @@ class FakeBinance:
         with self._lock:
             self.requests.append((request.path, dict(request.query)))
             fault = next((f for f in self._faults if f.path == request.path and f.remaining > 0), None)
-            if fault is not None:
+            if fault is not None and fault.skip > 0:
+                fault.skip -= 1
+                fault = None
+            elif fault is not None:
                 fault.remaining -= 1
         if fault is None:
             return await handler(request)
@@ -190,6 +206,8 @@ class FakeBinance:
             return web.Response()
         if fault.status == 429:
             return web.json_response({"code": -1003, "msg": "Too many requests."}, status=429)
+        if fault.status < 500:
+            return web.json_response({"code": -1121, "msg": "Invalid symbol."}, status=fault.status)
         return web.Response(status=fault.status, text="Service Unavailable")
 
     async def _exchange_info(self, request: web.Request) -> web.Response:
