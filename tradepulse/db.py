@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -78,10 +79,13 @@ class Migration:
 
 @dataclass(frozen=True)
 class AppliedMigration:
+    """A row of schema_migrations."""
+
     version: int
     name: str
     variant: str
     checksum: str
+    applied_at: datetime
 
 
 # --------------------------------------------------------------------------------------------------- connections
@@ -357,7 +361,9 @@ def applied_migrations(conn: psycopg.Connection) -> dict[int, AppliedMigration]:
     exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
     if not (exists and exists[0]):
         return {}
-    rows = conn.execute("SELECT version, name, variant, checksum FROM schema_migrations ORDER BY version").fetchall()
+    rows = conn.execute(
+        "SELECT version, name, variant, checksum, applied_at FROM schema_migrations ORDER BY version"
+    ).fetchall()
     return {row[0]: AppliedMigration(*row) for row in rows}
 
 
