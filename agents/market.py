@@ -110,11 +110,10 @@ def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStat
     ticks = app.topic(topic_name(prefix, TICKS))
     candle_topics = {tf: app.topic(topic_name(prefix, candle_topic(tf))) for tf in TIMEFRAMES}
     dlq = app.topic(topic_name(prefix, DLQ))
+    # No key/value types: Faust then stores JSON and restores the plain dicts `CandleBuilder.from_state` takes.
     builders = app.Table(
         "candle-builders",
         partitions=settings.kafka.partitions,
-        key_type=str,
-        value_type=dict,
         help="CandleBuilder state per instrument (see agents.candles).",
     )
 

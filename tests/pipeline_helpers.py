@@ -265,3 +265,9 @@ def heartbeat_stats(settings: Settings) -> list[dict[str, Any]]:
     """The stats of every worker that ever beat in this database, oldest first."""
     with psycopg.connect(settings.database.url) as conn:
         return [row[0] for row in conn.execute("SELECT stats FROM worker_heartbeats ORDER BY started_at")]
+
+
+def messages_seen(settings: Settings) -> int:
+    """Messages the newest worker reported in its last heartbeat (0 before its first)."""
+    stats = heartbeat_stats(settings)
+    return int(stats[-1]["messages"]) if stats else 0

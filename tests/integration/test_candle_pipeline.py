@@ -10,6 +10,7 @@ from tests.pipeline_helpers import (
     count_rows,
     expected_candles,
     heartbeat_stats,
+    messages_seen,
     produce_ticks,
     stored_candles,
     topic_candles,
@@ -33,7 +34,7 @@ def test_ticks_become_candles_equal_to_a_pandas_resample(settings: Settings, tmp
     with WorkerProcess(settings, tmp_path) as worker:
         produce_ticks(settings, batches[half:])  # the second half arrives while the worker runs
         wait_until(lambda: count_rows(settings, "market_data") >= len(expected), 180, "every candle stored", worker)
-        wait_until(lambda: heartbeat_stats(settings)[-1]["messages"] == len(batches), 30, "a final heartbeat", worker)
+        wait_until(lambda: messages_seen(settings) == len(batches), 30, "a final heartbeat", worker)
         assert worker.stop() == 0, worker.log_tail()
 
     assert_same_candles(stored_candles(settings), expected)
