@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -188,6 +189,12 @@ class WorkerProcess:
     def __exit__(self, *exc_info: object) -> None:
         if self.alive():
             self.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str, worker: WorkerProcess | None = None) -> None:

@@ -1,0 +1,75 @@
+"""The broker stops and comes back mid-stream: the worker rides it out and the pipeline completes exactly.
+
+The test stack's broker is shared by every test session on the machine, so stopping it would break tests that run
+beside this one. This test runs a private broker (same code path, `Stack`, on free ports) against its own
+isolated database on the shared PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline_helpers import (
+    WorkerProcess,
+    assert_same_candles,
+    count_rows,
+    expected_candles,
+    free_port,
+    produce_ticks,
+    stored_candles,
+    topic_candles,
+    wait_until,
+)
+from tradepulse.marketdata.synth import generate_ticks
+from tradepulse.settings import Settings
+from tradepulse.stack import Stack
+
+SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"]
+START_MS = 1_700_000_000_000 // 86_400_000 * 86_400_000 + 20 * 3_600_000
+
+
+@pytest.fixture
+def private_stack(settings: Settings, tmp_path: Path) -> Iterator[tuple[Stack, Settings]]:
+    """A broker of this test's own, and the test's settings pointing at it."""
+    own = settings.model_copy(update={
+        "data_dir": tmp_path / "stack",
+        "kafka": settings.kafka.model_copy(update={
+            "bootstrap_servers": f"127.0.0.1:{free_port()}", "controller_port": free_port(), "managed": True,
+        }),
+        "database": settings.database.model_copy(update={"managed": False}),
+    })
+    stack = Stack(own)
+    stack.up()
+    try:
+        yield stack, own
+    finally:
+        stack.down()
+
+
+def test_broker_stop_and_restart_mid_stream(private_stack: tuple[Stack, Settings], tmp_path: Path) -> None:
+    stack, settings = private_stack
+    batches = list(generate_ticks(SYMBOLS, START_MS, 6 * 60, seed=9, ticks_per_minute=40.0, batch_ms=5_000))
+    expected = expected_candles(batches, settings.worker.late_tick_grace_ms)
+    half = len(batches) // 2
+    produce_ticks(settings, batches[:half])
+
+    with WorkerProcess(settings, tmp_path) as worker:
+        wait_until(lambda: count_rows(settings, "market_data") >= len(expected) // 5, 120, "a fifth stored", worker)
+        stack.stop_kafka()
+        try:
+            stopped_at = count_rows(settings, "market_data")
+            time.sleep(8)
+            assert worker.alive(), f"the worker died with the broker:\n{worker.log_tail()}"
+        finally:
+            stack.start_kafka()
+        assert stopped_at < len(expected)
+        produce_ticks(settings, batches[half:])
+        wait_until(lambda: count_rows(settings, "market_data") >= len(expected), 300, "every candle stored", worker)
+        assert worker.stop() == 0, worker.log_tail()
+
+    assert_same_candles(stored_candles(settings), expected)
+    assert_same_candles(topic_candles(settings), expected)
