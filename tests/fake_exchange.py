@@ -125,8 +125,9 @@ class FakeBinance:
             return sum(1 for p, _ in self.requests if p == path)
 
     @property
-    def websocket_count(self) -> int:
-        return len(self._sockets)
+    def subscriptions(self) -> int:
+        """Streams subscribed over open websockets."""
+        return sum(len(streams) for ws, streams in list(self._sockets.items()) if not ws.closed)
 
     # --------------------------------------------------------------------------------------------- lifecycle
 
