@@ -5,9 +5,12 @@
 // (others queue), no TLS (clients must use sslmode=disable), a password must be sent (any is accepted),
 // COPY FROM STDIN crashes it, pipeline mode (psycopg's executemany) can hang it (Flush is only answered at Sync),
 // and background jobs never run on their own (use CALL run_job(id)).
-// pglite-socket hands every TCP chunk to PGlite as if it held whole protocol messages, so a message split across
-// chunks (anything over 64 KiB: a large batch insert, a pipeline) crashed the server; the handler is wrapped below
-// to pass on complete messages only, in order.
+// Two fixes to pglite-socket's connection handler, applied below:
+// * it hands every TCP chunk to PGlite as if it held whole protocol messages, so a message split across chunks
+//   (anything over 64 KiB: a large batch insert) crashed the server: only complete messages are passed on, in order;
+// * every client shares PGlite's single backend, so one client's prepared statements, open transaction, settings
+//   and advisory locks leaked into the next (psycopg's auto-prepared statements then collide): each new client
+//   starts from ROLLBACK + DISCARD ALL, like a fresh session.
 //
 // Usage: node server.mjs [--host 127.0.0.1] [--port 5432] [--data-dir DIR]   (no --data-dir: in memory)
 import { parseArgs } from "node:util";
@@ -44,9 +47,26 @@ function completeLength(buffer, state) {
   return offset;
 }
 
+function simpleQuery(sql) {
+  const body = Buffer.from(`${sql}\0`, "utf8");
+  const message = Buffer.alloc(5 + body.length);
+  message.write("Q", 0, "latin1");
+  message.writeInt32BE(4 + body.length, 1);
+  body.copy(message, 5);
+  return new Uint8Array(message);
+}
+
+// Runs while the new client's handler holds PGlite's lock, before any of its messages. PGlite's reset value of
+// search_path is pg_catalog, so PostgreSQL's usual default is set again after DISCARD ALL.
+async function resetSession(db) {
+  for (const sql of ["ROLLBACK", "DISCARD ALL", 'SET search_path TO "$user", public']) {
+    await db.execProtocol(simpleQuery(sql), { throwOnError: false });
+  }
+}
+
 const deliver = PGLiteSocketHandler.prototype.handleData;
 PGLiteSocketHandler.prototype.handleData = function handleWholeMessages(chunk) {
-  this.framing ??= { pending: Buffer.alloc(0), untyped: true, queue: Promise.resolve() };
+  this.framing ??= { pending: Buffer.alloc(0), untyped: true, queue: resetSession(this.db) };
   const state = this.framing;
   state.pending = state.pending.length ? Buffer.concat([state.pending, chunk]) : chunk;
   const complete = completeLength(state.pending, state);
