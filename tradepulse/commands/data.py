@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -425,9 +426,13 @@ def feed(
                               batch_ms, max_batch, api_url)
 
     async def main() -> None:
+        # SIGTERM (how `tradepulse run` stops its children) ends the feed like Ctrl-C: the producer flushes.
+        current = asyncio.current_task()
+        assert current is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
         try:
             await asyncio.wait_for(runner(), timeout=duration or None)
-        except TimeoutError:
+        except (TimeoutError, asyncio.CancelledError):
             pass
 
     try:

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from itertools import pairwise
 from pathlib import Path
 
@@ -192,6 +192,7 @@ def format_ts(ts: int) -> str:
     return datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
+@lru_cache(maxsize=1024)
 def normalize_symbol(raw: str) -> str:
     """`BTCUSD`, `btc-usd`, `BTC/USD` → `BTC/USD` (quote recognised from `QUOTE_CURRENCIES` when not separated)."""
     text = raw.strip().upper()
