@@ -186,11 +186,10 @@ async def play(
     *,
     speed: float,
     stats: FeedStats | None = None,
-    pacer: Pacer | None = None,
 ) -> FeedStats:
     """Publish every batch of `source`, paced by event time."""
     stats = stats if stats is not None else FeedStats()
-    pacer = pacer or Pacer(speed)
+    pacer = Pacer(speed)
     async for batch in _as_async(source):
         await pacer.wait_for(batch.ts)
         await publish(batch)
@@ -412,6 +411,7 @@ class LiveFeed:
         return valid
 
     def _letter(self, symbol: str, trade: dict[str, Any], problem: str) -> DeadLetter:
+        """A dead letter keeping the exchange's raw trade; its time is the trade's own (0 when it has none)."""
         from agents.deadletter import INVALID_VALUE, dead_letter
 
         logger.warning("%s %s: rejected trade %s: %s", self._client.id, symbol, trade.get("id"), problem)
@@ -424,5 +424,5 @@ class LiveFeed:
             code=INVALID_VALUE,
             detail=problem,
             payload=repr(trade.get("info", trade)),
-            ts=ts if isinstance(ts, int) and ts > 0 else 1,
+            ts=ts if isinstance(ts, int) and ts > 0 else 0,
         )

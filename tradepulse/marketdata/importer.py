@@ -122,10 +122,6 @@ class ImportReport:
     def imported(self) -> int:
         return sum(s.imported for s in self.series)
 
-    @property
-    def missing_buckets(self) -> int:
-        return sum(g.missing for g in self.gaps)
-
 
 @dataclass
 class ParsedFile:
