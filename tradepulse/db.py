@@ -162,7 +162,7 @@ def connect(settings: Settings, *, autocommit: bool = False, attempts: int = 5) 
     )
 
 
-def create_pool(settings: Settings, *, open_timeout: float | None = None) -> ConnectionPool:
+def create_pool(settings: Settings) -> ConnectionPool:
     """An opened pool; connections are checked on checkout so a server restart costs one retry, not an outage."""
     pool = ConnectionPool(
         settings.database.url,
@@ -173,7 +173,7 @@ def create_pool(settings: Settings, *, open_timeout: float | None = None) -> Con
         open=False,
         name="tradepulse",
     )
-    pool.open(wait=True, timeout=open_timeout or settings.database.ready_timeout_s)
+    pool.open(wait=True, timeout=settings.database.ready_timeout_s)
     return pool
 
 
@@ -380,20 +380,21 @@ def pending_migrations(
 
 def _verify_applied(applied: dict[int, AppliedMigration], directory: Path) -> None:
     """Refuse to go on if a migration already applied no longer matches its file: history is never rewritten."""
-    for variant in ("timescale", "plain"):
-        on_disk = {m.version: m for m in load_migrations(directory, timescale=variant == "timescale")}
-        for record in applied.values():
-            if record.variant not in ("all", variant):
-                continue
-            migration = on_disk.get(record.version)
-            if migration is None:
-                raise MigrationError(f"applied migration {record.version:04d}_{record.name} is missing on disk")
-            if migration.checksum != record.checksum:
-                raise MigrationError(
-                    f"applied migration {migration.label} was changed after it was applied "
-                    f"(checksum {record.checksum[:12]} in the database, {migration.checksum[:12]} on disk); "
-                    "migrations are forward-only: add a new migration instead"
-                )
+    on_disk = {
+        (m.version, m.variant): m
+        for timescale in (True, False)
+        for m in load_migrations(directory, timescale=timescale)
+    }
+    for record in applied.values():
+        migration = on_disk.get((record.version, record.variant))
+        if migration is None:
+            raise MigrationError(f"applied migration {record.version:04d}_{record.name} is missing on disk")
+        if migration.checksum != record.checksum:
+            raise MigrationError(
+                f"applied migration {migration.label} was changed after it was applied "
+                f"(checksum {record.checksum[:12]} in the database, {migration.checksum[:12]} on disk); "
+                "migrations are forward-only: add a new migration instead"
+            )
 
 
 def _apply(conn: psycopg.Connection, migration: Migration) -> None:
