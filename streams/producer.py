@@ -32,7 +32,11 @@ class LogProducer:
         )
 
     async def __aenter__(self) -> LogProducer:
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()  # release the client's connections and tasks: no "unclosed" warnings
+            raise
         return self
 
     async def __aexit__(
