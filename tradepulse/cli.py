@@ -18,3 +18,7 @@ app.command("run")(run.run)
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""`tradepulse run`: the whole system on local defaults with a working offline demo.
+
+Brings the stack up, imports the demo history, starts a worker and a synthetic (or replay/ccxt) tick feed as child
+processes, and serves the API in the foreground; Ctrl-C (or `--for N`) stops the children cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.panel import Panel
+
+logger = logging.getLogger(__name__)
+console = Console()
+
+DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "demo"
+STOP_TIMEOUT_S = 20.0
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tradepulse.cli", *args]
+
+
+class ChildProcess:
+    """A long-running child with its output in a log file under the data directory."""
+
+    def __init__(self, name: str, command: list[str], log_dir: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log: IO[bytes] = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                logger.warning("%s did not stop within %.0f s; killing it", self.name, STOP_TIMEOUT_S)
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def run(
+    feed: str = typer.Option("synth", help="tick source: synth (offline default), replay or ccxt"),
+    symbols: str = typer.Option("BTC/USDT,ETH/USDT,SOL/USDT", help="comma-separated symbols for the feed"),
+    exchange: str = typer.Option("synth", help="exchange name the feed's instruments are keyed under"),
+    speed: float = typer.Option(60.0, min=0.0, help="event-time speed of the feed (60 = one hour per minute)"),
+    seconds: float = typer.Option(0.0, "--for", min=0.0, help="stop after this many seconds (0 = until Ctrl-C)"),
+    skip_import: bool = typer.Option(False, help="do not import the demo history in data/demo"),
+) -> None:
+    """Run the full stack with the demo: Kafka, PostgreSQL, demo data, a worker, a tick feed and the API."""
+    from api.app import create_app
+    from tradepulse.logs import configure_logging
+    from tradepulse.settings import get_settings
+    from tradepulse.stack import Stack, StackError
+
+    if feed not in ("synth", "replay", "ccxt"):
+        raise typer.BadParameter("expected synth, replay or ccxt", param_hint="--feed")
+    configure_logging()
+    settings = get_settings()
+    started = time.monotonic()
+    try:
+        with console.status("starting Kafka and PostgreSQL…"):
+            Stack(settings).up()
+    except StackError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"stack up in {time.monotonic() - started:.1f} s")
+
+    if not skip_import:
+        files = sorted(str(path) for path in DEMO_DIR.glob("*.csv"))
+        console.print(f"importing {len(files)} demo files (idempotent)…")
+        subprocess.run(_cli("data", "import", *files), check=True)
+
+    log_dir = settings.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    feed_args = ["data", "feed", "--source", feed, "--exchange", exchange, "--symbols", symbols, "--speed", str(speed)]
+    launched: list[ChildProcess] = []
+    with ExitStack() as children:
+        for name, command in (("worker", _cli("worker")), ("feed", _cli(*feed_args))):
+            child = ChildProcess(name, command, log_dir, env)
+            children.callback(child.stop)
+            launched.append(child)
+            console.print(f"started {name} (pid {child.process.pid}, log {child.log_path})")
+        base = f"http://{settings.api.host}:{settings.api.port}"
+        console.print(Panel.fit(
+            f"API        {base}/docs\nhealth     {base}/health\n"
+            f"candles    {base}/api/market/candles?exchange={exchange}&symbol={symbols.split(',')[0]}&timeframe=1m\n"
+            f"history    {base}/api/market/candles?exchange=bitfinex&symbol=BTC/USD&timeframe=1h\n"
+            "Ctrl-C stops the worker, the feed and the API; `tradepulse stack down` stops Kafka and PostgreSQL.",
+            title="TradePulse is running",
+        ))
+        server = uvicorn.Server(uvicorn.Config(
+            create_app(settings), host=settings.api.host, port=settings.api.port, log_config=None
+        ))
+        asyncio.run(_serve(server, seconds, launched))
+        died = [child.name for child in launched if child.process.poll() is not None]
+    console.print("stopped the worker, the feed and the API")
+    if died:
+        console.print(f"[red]error:[/red] {', '.join(died)} stopped unexpectedly; see the logs in {log_dir}")
+        raise typer.Exit(1)
+
+
+async def _serve(server: uvicorn.Server, seconds: float, children: list[ChildProcess]) -> None:
+    """Serve the API while watching the children; stop when one dies or when `seconds` have passed."""
+    deadline = time.monotonic() + seconds if seconds else None
+
+    async def watchdog() -> None:
+        while not server.should_exit:
+            await asyncio.sleep(0.5)
+            for child in children:
+                if child.process.poll() is not None:
+                    logger.error("%s exited with code %s; see %s", child.name, child.process.returncode, child.log_path)
+                    server.should_exit = True
+            if deadline is not None and time.monotonic() >= deadline:
+                server.should_exit = True
+
+    await asyncio.gather(server.serve(), watchdog())
