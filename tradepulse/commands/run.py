@@ -22,11 +22,18 @@ import uvicorn
 from rich.console import Console
 from rich.panel import Panel
 
+from tradepulse.db import connect
+from tradepulse.settings import Settings
+from tradepulse.store import latest_candle_ts
+
 logger = logging.getLogger(__name__)
 console = Console()
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "demo"
 STOP_TIMEOUT_S = 20.0
+MINUTE_MS = 60_000
+RESUME_GAP_MS = 3 * MINUTE_MS
+"""Past the newest stored 1m candle, beyond the still-open minute the worker may hold and its grace period."""
 
 
 def _cli(*args: str) -> list[str]:
@@ -54,6 +61,20 @@ class ChildProcess:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+
+
+def _synthetic_start(settings: Settings, exchange: str, symbols: list[str]) -> int:
+    """Where the synthetic feed starts: the current minute, or past the newest stored candle after a restart.
+
+    The worker's builder state outlives a restart, so event time must never go back: ticks before its watermark
+    would all be dead-lettered as late.
+    """
+    now = int(time.time() * 1000)
+    with connect(settings) as conn:
+        stored = [latest_candle_ts(conn, exchange, symbol, "1m") for symbol in symbols]
+    newest = max((ts for ts in stored if ts is not None), default=None)
+    start = now if newest is None else max(now, newest + RESUME_GAP_MS + settings.worker.late_tick_grace_ms)
+    return start - start % MINUTE_MS
 
 
 def run(
@@ -92,6 +113,9 @@ def run(
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     feed_args = ["data", "feed", "--source", feed, "--exchange", exchange, "--symbols", symbols, "--speed", str(speed)]
+    if feed == "synth":
+        start_ms = _synthetic_start(settings, exchange, [part.strip() for part in symbols.split(",") if part.strip()])
+        feed_args += ["--start", str(start_ms)]
     launched: list[ChildProcess] = []
     with ExitStack() as children:
         for name, command in (("worker", _cli("worker")), ("feed", _cli(*feed_args))):
