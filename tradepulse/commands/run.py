@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import IO
 
@@ -134,7 +134,8 @@ def run(
         server = uvicorn.Server(uvicorn.Config(
             create_app(settings), host=settings.api.host, port=settings.api.port, log_config=None
         ))
-        asyncio.run(_serve(server, seconds, launched))
+        with suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after its shutdown: a normal stop here
+            asyncio.run(_serve(server, seconds, launched))
         died = [child.name for child in launched if child.process.poll() is not None]
     console.print("stopped the worker, the feed and the API")
     if died:
