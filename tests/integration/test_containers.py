@@ -18,11 +18,11 @@ import psycopg
 import pytest
 import yaml
 
-# pytest puts this directory on sys.path (tests/integration has no __init__.py)
-from test_stack import consume, produce
-
 from streams.admin import describe_topics
 from streams.topics import CONFIGS, LOGS, TICKS, topic_name
+
+# pytest puts this directory on sys.path (tests/integration has no __init__.py)
+from tests.integration.test_stack import consume, produce
 from tradepulse.settings import DatabaseSettings, KafkaSettings, Settings
 from tradepulse.stack import Stack
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from conftest import free_port
 
+from tests.integration.conftest import free_port
 from tests.pipeline_helpers import settings_env
 from tradepulse.settings import Settings
 
