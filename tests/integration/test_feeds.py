@@ -15,7 +15,7 @@ from agents.candles import CandleBuilder
 from streams.producer import LogProducer
 from streams.records import Candle, DeadLetter, TickBatch, stable_id
 from streams.replay import read_records
-from streams.topics import DLQ, TICKS
+from streams.topics import DLQ, TICKS, candle_topic
 from tests.fake_exchange import DROP, FakeBinance, Trade
 from tests.pipeline_helpers import settings_env
 from tradepulse.commands.data import app
@@ -132,13 +132,30 @@ async def wait_for(check: Callable[[], bool], timeout_s: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
+class ObservedPublisher(TickPublisher):
+    """Publishes like the real one and tells the test about each batch."""
+
+    def __init__(self, producer: LogProducer, observe: Callable[[TickBatch], Awaitable[None]] | None) -> None:
+        super().__init__(producer)
+        self._observe = observe
+
+    async def __call__(self, batch: TickBatch) -> None:
+        await super().__call__(batch)
+        if self._observe is not None:
+            await self._observe(batch)
+
+
 async def run_live(
-    settings: Settings, fake: FakeBinance, mode: str, scenario: Callable[[LiveFeed], Awaitable[None]]
+    settings: Settings,
+    fake: FakeBinance,
+    mode: str,
+    scenario: Callable[[LiveFeed], Awaitable[None]],
+    observe: Callable[[TickBatch], Awaitable[None]] | None = None,
 ) -> LiveFeed:
     client = create_exchange("binance", api_url=fake.url, pro=mode == "watch")
     try:
         async with LogProducer(settings) as producer:
-            live = LiveFeed(client, ["BTC/USDT", "ETH/USDT"], TickPublisher(producer), mode=mode,
+            live = LiveFeed(client, ["BTC/USDT", "ETH/USDT"], ObservedPublisher(producer, observe), mode=mode,
                             poll_interval_s=0.05, batch_ms=1_000, backoff=Backoff(base_s=0.05, cap_s=0.5))
             task = asyncio.create_task(live.run())
             try:
@@ -194,24 +211,48 @@ def test_polling_feed_survives_dropped_connections_and_rejects_bad_trades(
 
 
 def test_websocket_feed_reconnects(settings: Settings, fake: FakeBinance) -> None:
+    """A websocket stream is a live market: trades keep coming. ccxt.pro hands over trades that arrived while the
+    feed was publishing together with the next one, so the test keeps trading until what it checks has arrived."""
     t0 = int(time.time() * 1000) - 60_000
-    sent = {"BTC/USDT": trades(100, 12, t0), "ETH/USDT": trades(500, 6, t0)}
+    ids = {"BTC/USDT": 100, "ETH/USDT": 500}
+    sent: dict[str, list[Trade]] = {symbol: [] for symbol in ids}
+
+    def received(symbol: str) -> int:
+        return sum(1 for b in published if b.symbol == symbol for _ in b.times)
+
+    async def trade_until(count: int) -> None:
+        """Trade on both markets until each has `count` trades on the topic."""
+        while any(received(symbol) < count for symbol in ids):
+            for symbol in ids:
+                trade = trades(ids[symbol] + len(sent[symbol]), 1, t0 + 250 * len(sent[symbol]))[0]
+                sent[symbol].append(trade)
+                await asyncio.to_thread(fake.add_trades, symbol, [trade])
+            await asyncio.sleep(0.02)
+
+    published: list[TickBatch] = []
+
+    target: list[int] = []
 
     async def scenario(live: LiveFeed) -> None:
         await wait_for(lambda: fake.subscriptions >= 2)
-        await asyncio.to_thread(fake.add_trades, "BTC/USDT", sent["BTC/USDT"][:6])
-        await asyncio.to_thread(fake.add_trades, "ETH/USDT", sent["ETH/USDT"][:3])
-        await wait_for(lambda: live.stats.ticks >= 9)
+        await asyncio.wait_for(trade_until(5), 30)
         await asyncio.to_thread(fake.drop_websockets)
         await wait_for(lambda: live.stats.reconnects >= 1 and fake.subscriptions >= 2)
-        await asyncio.to_thread(fake.add_trades, "BTC/USDT", sent["BTC/USDT"][6:])
-        await asyncio.to_thread(fake.add_trades, "ETH/USDT", sent["ETH/USDT"][3:])
-        await wait_for(lambda: live.stats.ticks >= 18)
+        target.append(max(len(trades) for trades in sent.values()) + 5)
+        await asyncio.wait_for(trade_until(target[0]), 30)
 
-    live = asyncio.run(run_live(settings, fake, "watch", scenario))
-    assert live.watching
-    assert live.stats.ticks == 18
-    assert_ticks_are_the_trades(settings, sent)
+    async def record(batch: TickBatch) -> None:
+        published.append(batch)
+
+    live = asyncio.run(run_live(settings, fake, "watch", scenario, observe=record))
+    assert live.watching and live.stats.reconnects >= 1
+    on_topic = ticks_on_topic(settings)
+    assert sorted(b.event_id for b in on_topic) == sorted(b.event_id for b in published)
+    for symbol, pushed in sent.items():
+        got = sorted((b for b in on_topic if b.symbol == symbol), key=lambda b: b.times[0])
+        times = [t for b in got for t in b.times]
+        assert times == [t.ts for t in pushed[: len(times)]]  # in order, none twice, none skipped
+        assert len(times) >= target[0]  # trades sent after the reconnect arrived too
 
 
 def test_cli_live_feed_runs_for_a_while_and_reports(settings: Settings, cli: CliRunner, fake: FakeBinance) -> None:
@@ -225,3 +266,22 @@ def test_cli_live_feed_runs_for_a_while_and_reports(settings: Settings, cli: Cli
     unknown = invoke(cli, "feed", "--source", "ccxt", "--exchange", "binance", "--symbols", "XYZ/USDT",
                      "--mode", "poll", "--duration", "3", "--api-url", fake.url)
     assert unknown.exit_code == 1 and "binance does not list XYZ/USDT" in unknown.output
+
+
+def test_synth_command_publishes_ticks_and_stores_candles(settings: Settings, cli: CliRunner) -> None:
+    args = ["synth", "--symbols", "BTC/USDT,SOL/USDT", "--days", "0.02", "--seed", "9", "--ticks-per-minute", "20"]
+    ticks = invoke(cli, *args, "--publish", "ticks")
+    assert ticks.exit_code == 0, ticks.output
+    expected = list(generate_ticks(["BTC/USDT", "SOL/USDT"], 1_704_067_200_000, 29, 9, 20))
+    assert sorted(ticks_on_topic(settings), key=lambda b: b.event_id) == sorted(expected, key=lambda b: b.event_id)
+
+    candles = invoke(cli, *args, "--publish", "candles")
+    assert candles.exit_code == 0, candles.output
+    assert "wrote 58 1m candles" in candles.output
+    again = invoke(cli, *args, "--publish", "candles")
+    assert "wrote 0 1m candles to the candle topic and market_data (58 already stored unchanged)" in again.output
+    published = [record for _, _, record in asyncio.run(read_records(settings, candle_topic("1m"), Candle))]
+    assert len(published) == 58 and {c.source for c in published} == {"synth"}
+
+    missing = invoke(cli, "synth", "--days", "0.01")
+    assert missing.exit_code == 2 and "--out FILE and/or --publish" in missing.output

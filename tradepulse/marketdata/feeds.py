@@ -386,6 +386,7 @@ class LiveFeed:
             except ccxt.BaseError as exc:
                 raise ExchangeRequestError(f"{self._client.id} refused trades of {symbol}: {exc}") from exc
             failures = 0
+            logger.debug("%s %s: %d trades received", self._client.id, symbol, len(trades))
             fresh = await self._accept(symbol, deduper.fresh(trades))
             if not self.watching:
                 # Continue from the newest trade; after an empty answer ask for the latest trades instead, since
