@@ -9,7 +9,7 @@ import asyncio
 import csv
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from tradepulse.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
-console = Console()
+console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
 T = TypeVar("T")
@@ -68,7 +68,7 @@ def _timeframe(text: str) -> str:
     return text
 
 
-def _run_with_services(settings: Settings, main: Callable[[], Awaitable[T]]) -> T:
+def _run_with_services(settings: Settings, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run `main`, turning an unreachable broker or database into a clear error."""
     import psycopg
     from aiokafka.errors import KafkaError
@@ -279,12 +279,13 @@ def _write_candles_csv(path: Path, candles: Any) -> int:
     return count
 
 
-async def _publish_ticks(settings: Settings, batches: Any, *, speed: float) -> Any:
+async def _publish_ticks(settings: Settings, batches: Any, *, speed: float, stats: Any = None) -> Any:
+    """Play tick batches onto market.ticks; returns the feed's stats."""
     from streams.producer import LogProducer
     from tradepulse.marketdata.feeds import TickPublisher, play
 
     async with LogProducer(settings) as producer:
-        return await play(batches, TickPublisher(producer), speed=speed)
+        return await play(batches, TickPublisher(producer), speed=speed, stats=stats)
 
 
 # ---------------------------------------------------------------------------------------------------- backfill
@@ -453,9 +454,8 @@ def _replay_runner(
     settings: Settings, stats: Any, exchange: str, names: list[str], timeframe: str, since: int | None,
     until: int | None, speed: float, batch_ms: int, max_batch: int,
 ) -> Callable[[], Awaitable[None]]:
-    from streams.producer import LogProducer
     from tradepulse.db import connect
-    from tradepulse.marketdata.feeds import TickPublisher, candle_batches_async, play, stored_candles, stored_range
+    from tradepulse.marketdata.feeds import candle_batches_async, stored_candles, stored_range
     from tradepulse.store import fetch_candles
 
     async def run() -> None:
@@ -470,9 +470,8 @@ def _replay_runner(
                                  "(import or backfill some first)")
             first, end = since if since is not None else stored[0], until if until is not None else stored[1]
             candles = stored_candles(load, names, timeframe, since=first, until=end)
-            async with LogProducer(settings) as producer:
-                await play(candle_batches_async(candles, batch_ms=batch_ms, max_batch=max_batch),
-                           TickPublisher(producer), speed=speed, stats=stats)
+            await _publish_ticks(settings, candle_batches_async(candles, batch_ms=batch_ms, max_batch=max_batch),
+                                 speed=speed, stats=stats)
         finally:
             conn.close()
 
@@ -483,20 +482,13 @@ def _synth_runner(
     settings: Settings, stats: Any, exchange: str, names: list[str], seed: int, start: int | None, days: float,
     ticks_per_minute: float, speed: float, batch_ms: int, max_batch: int,
 ) -> Callable[[], Awaitable[None]]:
-    from streams.producer import LogProducer
-    from tradepulse.marketdata.feeds import TickPublisher, play
     from tradepulse.marketdata.synth import MINUTE_MS, generate_ticks
 
     first = start if start is not None else int(time.time() * 1000)
     first -= first % MINUTE_MS
     ticks = generate_ticks(names, first, round(days * 1440), seed, ticks_per_minute, exchange=exchange,
                            batch_ms=batch_ms, max_batch=max_batch)
-
-    async def run() -> None:
-        async with LogProducer(settings) as producer:
-            await play(ticks, TickPublisher(producer), speed=speed, stats=stats)
-
-    return run
+    return lambda: _publish_ticks(settings, ticks, speed=speed, stats=stats)
 
 
 def _ccxt_runner(
