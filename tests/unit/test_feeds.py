@@ -22,6 +22,7 @@ from tradepulse.marketdata.feeds import (
     candle_ticks,
     play,
     stored_candles,
+    stored_range,
     trade_batches,
     trade_problem,
 )
@@ -158,6 +159,14 @@ def test_stored_candles_reads_windows_in_time_order() -> None:
         (h, s) for h in range(1, 40) for s in ("BTC/USD", "ETH/USD") if s == "BTC/USD" or h % 2 == 0
     ]
     assert calls[0] == ("BTC/USD", HOUR, 11 * HOUR) and len(calls) == 8
+
+    store["ETH/USD"] = [c for c in store["ETH/USD"] if c.ts >= 7 * HOUR]
+    store["BTC/USD"] = [c for c in store["BTC/USD"] if c.ts >= 9 * HOUR]
+    calls.clear()
+    assert stored_range(load, ["BTC/USD", "ETH/USD"], "1h") == (8 * HOUR, 50 * HOUR)
+    assert len(calls) < 2 * 50  # bisection, not a scan
+    store["SOL/USD"] = []
+    assert stored_range(load, ["SOL/USD"], "1h") is None
 
 
 def test_trade_deduper_drops_overlap_and_sorts() -> None:
