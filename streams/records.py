@@ -70,6 +70,35 @@ class Candle(Event):
     source: str = "ticks"
 
 
+def make_candle(
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    ts: int,
+    ohlcv: tuple[float, float, float, float, float],
+    *,
+    source: str,
+    trades: int = 0,
+) -> Candle:
+    """A candle whose id depends only on its bucket, so every source of the same bucket upserts the same row."""
+    open_, high, low, close, volume = ohlcv
+    return Candle(
+        event_id=stable_id("candle", exchange, symbol, timeframe, ts),
+        ts=ts,
+        schema_version=SCHEMA_VERSION,
+        exchange=exchange,
+        symbol=symbol,
+        timeframe=timeframe,
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=volume,
+        trades=trades,
+        source=source,
+    )
+
+
 class Signal(Event):
     """A strategy intent for one configuration: enter or exit, with its protective levels."""
 

@@ -12,7 +12,7 @@ from itertools import islice
 
 import psycopg
 
-from streams.records import SCHEMA_VERSION, Candle, stable_id
+from streams.records import Candle, make_candle
 
 logger = logging.getLogger(__name__)
 
@@ -94,21 +94,7 @@ def fetch_candles(
     if limit is not None:
         rows.reverse()
     return [
-        Candle(
-            event_id=stable_id("candle", exchange, symbol, timeframe, ts),
-            ts=ts,
-            schema_version=SCHEMA_VERSION,
-            exchange=exchange,
-            symbol=symbol,
-            timeframe=timeframe,
-            open=open_,
-            high=high,
-            low=low,
-            close=close,
-            volume=volume,
-            trades=trades,
-            source=source,
-        )
+        make_candle(exchange, symbol, timeframe, ts, (open_, high, low, close, volume), source=source, trades=trades)
         for ts, open_, high, low, close, volume, trades, source in rows
     ]
 

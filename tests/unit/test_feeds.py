@@ -10,9 +10,8 @@ import pytest
 
 from agents.candles import CandleBuilder
 from streams.codecs import decode, encode
-from streams.records import Candle, TickBatch, stable_id
+from streams.records import Candle, TickBatch, make_candle, stable_id
 from tradepulse.marketdata.backfill import closed_candles
-from tradepulse.marketdata.candles import make_candle
 from tradepulse.marketdata.exchanges import Backoff, rebase_urls
 from tradepulse.marketdata.feeds import (
     FeedStats,

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from streams.records import TIMEFRAMES, Candle
-from tradepulse.marketdata.candles import CandleValueError, check_ohlcv, make_candle
+from streams.records import TIMEFRAMES, Candle, make_candle
+from tradepulse.marketdata.candles import CandleValueError, check_ohlcv
 from tradepulse.marketdata.exchanges import Backoff, ExchangeRequestError, with_backoff
 from tradepulse.marketdata.importer import format_ts
 

@@ -26,8 +26,8 @@ from functools import cache, lru_cache
 from itertools import pairwise
 from pathlib import Path
 
-from streams.records import TIMEFRAMES, Candle
-from tradepulse.marketdata.candles import CandleValueError, check_ohlcv, make_candle
+from streams.records import TIMEFRAMES, Candle, make_candle
+from tradepulse.marketdata.candles import CandleValueError, check_ohlcv
 
 logger = logging.getLogger(__name__)
 

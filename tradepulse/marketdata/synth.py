@@ -24,8 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streams.records import TIMEFRAMES, Candle, TickBatch
-from tradepulse.marketdata.candles import make_candle
+from streams.records import TIMEFRAMES, Candle, TickBatch, make_candle
 from tradepulse.marketdata.ticks import DEFAULT_BATCH_MS, DEFAULT_MAX_BATCH, FloatArray, IntArray, batches
 
 MINUTE_MS = TIMEFRAMES["1m"]
