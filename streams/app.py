@@ -16,13 +16,19 @@ def create_app(settings: Settings) -> faust.App:
 
     Values stay raw bytes so every agent decodes with `streams.codecs` and can dead-letter what does not decode,
     instead of Faust's deserialiser failing inside the stream. Tables live in memory and are rebuilt from their
-    changelog topics on start. Session and rebalance timeouts are short because workers run on one machine or a
+    changelog topics on start. Faust's web server (stats pages) listens on 127.0.0.1:`worker.web_port`, or not at
+    all when that is 0. Session and rebalance timeouts are short because workers run on one machine or a
     LAN: a restarted worker rejoins in seconds rather than Faust's default minute.
     """
     worker = settings.worker
     session_timeout = worker.session_timeout_s
     datadir = settings.data_dir / "faust" / worker.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+    web: dict[str, object] = (
+        {"web_enabled": True, "web_port": worker.web_port, "web_bind": "127.0.0.1", "web_host": "127.0.0.1"}
+        if worker.web_port > 0
+        else {"web_enabled": False}
+    )
     return faust.App(
         worker.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
@@ -40,8 +46,5 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         stream_recovery_delay=0.0,
         producer_acks=-1,
-        web_enabled=worker.web_port > 0,
-        web_port=worker.web_port,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
+        **web,
     )
