@@ -10,9 +10,9 @@ import psycopg
 
 from agents.deadletter import reason_code
 from streams.codecs import encode
-from streams.records import SCHEMA_VERSION, DeadLetter, TickBatch, instrument_key, stable_id
+from streams.records import SCHEMA_VERSION, Candle, DeadLetter, TickBatch, instrument_key, stable_id
 from streams.replay import read_records
-from streams.topics import DLQ, TICKS, topic_name
+from streams.topics import DLQ, TICKS, candle_topic, topic_name
 from tests.pipeline_helpers import (
     WorkerProcess,
     assert_same_candles,
@@ -95,3 +95,29 @@ def test_each_bad_input_becomes_one_dead_letter(settings: Settings, tmp_path: Pa
     stats = heartbeat_stats(settings)[-1]
     assert stats["dead_letters"] == dict.fromkeys(bad, 1)
     assert stats["sink_rows"]["dead_letters"] == len(bad)
+
+
+def test_candles_the_sink_cannot_store_are_dead_lettered(settings: Settings, tmp_path: Path) -> None:
+    good = [
+        Candle(event_id=stable_id("candle", "kraken", SYMBOL, "1m", START_MS + i * 60_000), ts=START_MS + i * 60_000,
+               schema_version=SCHEMA_VERSION, exchange="kraken", symbol=SYMBOL, timeframe="1m",
+               open=10.0, high=11.0, low=9.0, close=10.5, volume=3.0, trades=4)
+        for i in range(5)
+    ]
+    # Valid on the log, refused by market_data's CHECK (trades >= 0).
+    refused = good[0].derive(event_id=stable_id("candle", "kraken", "ETH/USDT", "1m", START_MS), symbol="ETH/USDT",
+                             trades=-1)
+    key = instrument_key("kraken", SYMBOL).encode()
+    produce_raw(settings, candle_topic("1m"), [
+        (key, encode(good[0])), (key, b"not a candle"), (key, encode(refused)), *((key, encode(c)) for c in good[1:]),
+    ])
+
+    with WorkerProcess(settings, tmp_path) as worker:
+        wait_until(lambda: count_rows(settings, "dead_letters") >= 2, 120, "the dead letters stored", worker)
+        wait_until(lambda: count_rows(settings, "market_data") >= len(good), 60, "the good candles stored", worker)
+        assert worker.stop() == 0, worker.log_tail()
+
+    letters = [letter for _, _, letter in asyncio.run(read_records(settings, DLQ, DeadLetter))]
+    assert sorted(reason_code(letter.reason) for letter in letters) == ["bad_json", "rejected_by_database"]
+    assert all(letter.source_topic == topic_name(settings.kafka.topic_prefix, candle_topic("1m")) for letter in letters)
+    assert list(stored_candles(settings).index.get_level_values("ts")) == [c.ts for c in good]
