@@ -52,47 +52,23 @@ def reason_code(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
-def dead_letter(
-    *,
-    source_topic: str,
-    partition: int,
-    offset: int,
-    key: bytes | None,
-    code: str,
-    detail: str,
-    payload: bytes | str,
-    ts: int,
-) -> DeadLetter:
-    """A dead letter for the message at `source_topic/partition/offset`.
+def letter_for_message(message: Message, code: str, detail: str, *, payload: bytes | None = None) -> DeadLetter:
+    """A dead letter for a consumed message, carrying the message whole (or `payload`, the part rejected).
 
     The id depends only on where the message was and why it was rejected, so a redelivered message produces the
-    same letter and the dead_letters table keeps one row for it.
+    same letter and the dead_letters table keeps one row for it. Its time is the message's log timestamp.
     """
-    text = payload if isinstance(payload, str) else payload.decode("utf-8", errors="backslashreplace")
+    body = message.value if payload is None else payload
     return DeadLetter(
-        event_id=stable_id("dead-letter", source_topic, partition, offset, code),
-        ts=ts,
+        event_id=stable_id("dead-letter", message.topic, message.partition, message.offset, code),
+        ts=int(message.timestamp * 1000),
         schema_version=SCHEMA_VERSION,
-        source_topic=source_topic,
-        partition=partition,
-        offset=offset,
-        key=None if key is None else key.decode("utf-8", errors="backslashreplace"),
-        reason=f"{code}: {detail}",
-        payload=text,
-    )
-
-
-def letter_for_message(message: Message, code: str, detail: str) -> DeadLetter:
-    """A dead letter carrying a whole consumed message; its time is the message's log timestamp."""
-    return dead_letter(
         source_topic=message.topic,
         partition=message.partition,
         offset=message.offset,
-        key=message.key,
-        code=code,
-        detail=detail,
-        payload=message.value or b"",
-        ts=int(message.timestamp * 1000),
+        key=None if message.key is None else message.key.decode("utf-8", errors="backslashreplace"),
+        reason=f"{code}: {detail}",
+        payload=(body or b"").decode("utf-8", errors="backslashreplace"),
     )
 
 

@@ -26,7 +26,6 @@ from agents.candles import BatchResult, CandleBuilder
 from agents.deadletter import (
     BAD_KEY,
     LATE_TICK,
-    dead_letter,
     decode_error_code,
     letter_for_message,
     send_dead_letters,
@@ -96,10 +95,7 @@ def _late_letter(message: Message, batch: TickBatch, result: BatchResult) -> Dea
         amounts=result.late.amounts.tolist(),
         source=batch.source,
     )
-    return dead_letter(
-        source_topic=message.topic, partition=message.partition, offset=message.offset, key=message.key,
-        code=LATE_TICK, detail=result.late.reason, payload=encode(late), ts=int(message.timestamp * 1000),
-    )
+    return letter_for_message(message, LATE_TICK, result.late.reason, payload=encode(late))
 
 
 def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStats, db: DatabaseWriter) -> None:
