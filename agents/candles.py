@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from streams.records import SCHEMA_VERSION, TIMEFRAMES, Candle, stable_id
+from streams.records import TIMEFRAMES, Candle, make_candle
 
 MINUTE_MS = TIMEFRAMES["1m"]
 ROLLUPS: tuple[str, ...] = tuple(tf for tf in TIMEFRAMES if tf != "1m")
@@ -198,20 +198,9 @@ class CandleBuilder:
         return closed
 
     def _candle(self, timeframe: str, start: int, bar: _Bar) -> Candle:
-        return Candle(
-            event_id=stable_id("candle", self.exchange, self.symbol, timeframe, start),
-            ts=start,
-            schema_version=SCHEMA_VERSION,
-            exchange=self.exchange,
-            symbol=self.symbol,
-            timeframe=timeframe,
-            open=bar.open,
-            high=bar.high,
-            low=bar.low,
-            close=bar.close,
-            volume=bar.volume,
-            trades=bar.trades,
-            source="ticks",
+        return make_candle(
+            self.exchange, self.symbol, timeframe, start, (bar.open, bar.high, bar.low, bar.close, bar.volume),
+            source="ticks", trades=bar.trades,
         )
 
     def to_state(self) -> dict[str, Any]:

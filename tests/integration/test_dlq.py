@@ -10,7 +10,7 @@ import psycopg
 
 from agents.deadletter import reason_code
 from streams.codecs import encode
-from streams.records import SCHEMA_VERSION, Candle, DeadLetter, TickBatch, instrument_key, stable_id
+from streams.records import SCHEMA_VERSION, DeadLetter, TickBatch, instrument_key, make_candle, stable_id
 from streams.replay import read_records
 from streams.topics import DLQ, TICKS, candle_topic, topic_name
 from tests.pipeline_helpers import (
@@ -99,9 +99,8 @@ def test_each_bad_input_becomes_one_dead_letter(settings: Settings, tmp_path: Pa
 
 def test_candles_the_sink_cannot_store_are_dead_lettered(settings: Settings, tmp_path: Path) -> None:
     good = [
-        Candle(event_id=stable_id("candle", "kraken", SYMBOL, "1m", START_MS + i * 60_000), ts=START_MS + i * 60_000,
-               schema_version=SCHEMA_VERSION, exchange="kraken", symbol=SYMBOL, timeframe="1m",
-               open=10.0, high=11.0, low=9.0, close=10.5, volume=3.0, trades=4)
+        make_candle("kraken", SYMBOL, "1m", START_MS + i * 60_000, (10.0, 11.0, 9.0, 10.5, 3.0),
+                    source="test", trades=4)
         for i in range(5)
     ]
     # Valid on the log, refused by market_data's CHECK (trades >= 0).
