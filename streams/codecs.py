@@ -63,6 +63,8 @@ def _check(name: str, expected: Any, value: Any) -> Any:
         (item_type,) = typing.get_args(expected)
         if item_type is float:
             return _float_list(name, value)
+        if item_type is int:
+            return _int_list(name, value)
         return [_check(f"{name}[]", item_type, item) for item in value]
     if origin is dict or expected is dict:
         if not isinstance(value, dict):
@@ -82,6 +84,13 @@ def _float_list(name: str, values: list[Any]) -> list[float]:
     if not all(map(math.isfinite, floats)):
         raise InvalidEvent(f"field {name!r}: not all finite numbers")
     return floats
+
+
+def _int_list(name: str, values: list[Any]) -> list[int]:
+    """Fast path for the tick time column: one type scan instead of a check per item."""
+    if set(map(type, values)) - {int}:
+        raise InvalidEvent(f"field {name!r}: expected integers")
+    return values
 
 
 def _validate_ticks(batch: TickBatch) -> None:

@@ -40,7 +40,7 @@ class WorkerSettings(BaseModel):
     sink_flush_s: float = Field(default=0.5, gt=0)
     session_timeout_s: float = 10.0
     heartbeat_s: float = 2.0
-    web_port: int = 6066
+    web_port: int = Field(default=6066, ge=0, description="Faust web server port on 127.0.0.1; 0 turns it off")
 
 
 class ApiSettings(BaseModel):

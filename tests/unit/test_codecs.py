@@ -81,3 +81,9 @@ def test_stable_ids_depend_only_on_their_inputs() -> None:
     assert stable_id("candle", "kraken", "BTC/USDT", "1m", 60_000) != stable_id(
         "candle", "kraken", "BTC/USDT", "5m", 60_000
     )
+
+
+@pytest.mark.parametrize("times", [[1, 2.5, 3], [1, "2", 3], [1, True, 3], [1, None, 3]])
+def test_tick_times_must_all_be_integers(times: list[object]) -> None:
+    with pytest.raises(InvalidEvent, match="field 'times': expected integers"):
+        decode(TickBatch, _ticks(times=times))
