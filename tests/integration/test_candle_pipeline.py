@@ -24,6 +24,12 @@ SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 START_MS = 1_700_000_000_000 // 86_400_000 * 86_400_000 + 21 * 3_600_000
 
 
+def sink_rows_seen(settings: Settings) -> int:
+    """market_data rows the newest worker reported written in its last heartbeat."""
+    stats = heartbeat_stats(settings)
+    return int(stats[-1].get("sink_rows", {}).get("market_data", 0)) if stats else 0
+
+
 def test_ticks_become_candles_equal_to_a_pandas_resample(settings: Settings, tmp_path: Path) -> None:
     batches = list(generate_ticks(SYMBOLS, START_MS, 300, seed=11, ticks_per_minute=30.0, batch_ms=15_000))
     expected = expected_candles(batches, settings.worker.late_tick_grace_ms)
@@ -34,7 +40,8 @@ def test_ticks_become_candles_equal_to_a_pandas_resample(settings: Settings, tmp
     with WorkerProcess(settings, tmp_path) as worker:
         produce_ticks(settings, batches[half:])  # the second half arrives while the worker runs
         wait_until(lambda: count_rows(settings, "market_data") >= len(expected), 180, "every candle stored", worker)
-        wait_until(lambda: messages_seen(settings) == len(batches), 30, "a final heartbeat", worker)
+        wait_until(lambda: messages_seen(settings) == len(batches) and sink_rows_seen(settings) >= len(expected),
+                   30, "a heartbeat after the last tick and the last stored candle", worker)
         assert worker.stop() == 0, worker.log_tail()
 
     assert_same_candles(stored_candles(settings), expected)
