@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 
 from agents.sinks import DatabaseWriter
 from agents.stats import WorkerStats
+from tradepulse.db import connect
 from tradepulse.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -41,3 +42,13 @@ def register_heartbeat(app: faust.App, settings: Settings, stats: WorkerStats, d
             await db.run_once(lambda conn: upsert_heartbeat(conn, stats))
         except psycopg.Error as exc:
             logger.warning("heartbeat not recorded (database unavailable): %s", exc)
+
+
+def record_final_heartbeat(settings: Settings, stats: WorkerStats) -> None:
+    """On a clean stop: the final counters, marked not running, so /health and readers see the whole run at once."""
+    stats.running = False
+    try:
+        with connect(settings, attempts=2) as conn:
+            upsert_heartbeat(conn, stats)
+    except psycopg.Error as exc:
+        logger.warning("final heartbeat not recorded (database unavailable): %s", exc)

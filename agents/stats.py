@@ -28,6 +28,7 @@ class WorkerStats:
     candles: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
     sink_rows: Counter[str] = field(default_factory=Counter)
+    running: bool = True
 
     @classmethod
     def for_this_process(cls, app_id: str) -> WorkerStats:
@@ -37,6 +38,7 @@ class WorkerStats:
     def snapshot(self) -> dict[str, Any]:
         """The JSON written to worker_heartbeats.stats."""
         return {
+            "running": self.running,
             "messages": self.messages,
             "ticks": self.ticks,
             "redelivered_batches": self.redelivered_batches,

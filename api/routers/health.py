@@ -50,7 +50,7 @@ def _database_and_workers(pool: ConnectionPool, settings: Settings) -> tuple[Com
     workers = [
         WorkerHealth(
             worker_id=worker_id, host=host, pid=pid, last_seen=last_seen,
-            alive=now - last_seen <= stale_after, stats=stats or {},
+            alive=bool((stats or {}).get("running", True)) and now - last_seen <= stale_after, stats=stats or {},
         )
         for worker_id, host, pid, last_seen, stats in rows
     ]

@@ -94,6 +94,12 @@ def test_health_reports_each_component_and_is_503_without_a_live_worker(
     assert healthy.json()["status"] == "ok"
     assert healthy.json()["workers"][0]["stats"] == {"ticks": 10}
 
+    with connect(settings) as conn:
+        conn.execute("""UPDATE worker_heartbeats SET stats = '{"running": false, "ticks": 12}'::jsonb""")
+    stopped = client.get("/health")
+    assert stopped.status_code == 503
+    assert stopped.json()["workers"][0]["alive"] is False
+
 
 def test_health_names_the_broker_when_it_is_unreachable(settings: Settings) -> None:
     with socket.socket() as probe:

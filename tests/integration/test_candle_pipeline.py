@@ -47,6 +47,7 @@ def test_ticks_become_candles_equal_to_a_pandas_resample(settings: Settings, tmp
     assert_same_candles(stored_candles(settings), expected)
     assert_same_candles(topic_candles(settings), expected)
     (stats,) = heartbeat_stats(settings)
+    assert stats["running"] is False, "a clean stop records the final counters"
     assert stats["ticks"] == sum(len(b.times) for b in batches)
     assert stats["candles"] == expected.groupby(level="timeframe").size().to_dict()
     assert stats["sink_rows"]["market_data"] >= len(expected)

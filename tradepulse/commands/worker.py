@@ -11,6 +11,7 @@ def worker(
     """Run a Faust worker with the market agents until SIGTERM or Ctrl-C; settings come from TRADEPULSE_*."""
     import faust
 
+    from agents.heartbeat import record_final_heartbeat
     from agents.market import register_market_agents
     from agents.sinks import DatabaseWriter
     from agents.stats import WorkerStats
@@ -24,8 +25,10 @@ def worker(
     settings = get_settings()
     app = create_app(settings)
     db = DatabaseWriter(settings)
-    register_market_agents(app, settings, WorkerStats.for_this_process(settings.worker.app_id), db)
+    stats = WorkerStats.for_this_process(settings.worker.app_id)
+    register_market_agents(app, settings, stats, db)
     try:
         faust.Worker(app, loglevel=loglevel, override_logging=False).execute_from_commandline()
     finally:
         db.close()
+        record_final_heartbeat(settings, stats)
