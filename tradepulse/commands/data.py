@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tradepulse.commands.output import error, fail
+
 if TYPE_CHECKING:
     from tradepulse.marketdata.importer import ImportReport
     from tradepulse.marketdata.writer import WriteStats
@@ -24,16 +26,10 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True)
 console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
 
 T = TypeVar("T")
 
 DEFAULT_SYMBOLS = "BTC/USDT,ETH/USDT,SOL/USDT"
-
-
-def _fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=1)
 
 
 def _time(text: str | None, option: str) -> int | None:
@@ -76,11 +72,11 @@ def _run_with_services(settings: Settings, main: Callable[[], Coroutine[Any, Any
     try:
         return asyncio.run(main())
     except KafkaError as exc:
-        raise _fail(f"Kafka at {settings.kafka.bootstrap_servers} is not usable: {exc!r}") from exc
+        raise fail(f"Kafka at {settings.kafka.bootstrap_servers} is not usable: {exc!r}") from exc
     except psycopg.OperationalError as exc:
         from tradepulse.logs import redact_url
 
-        raise _fail(f"PostgreSQL at {redact_url(settings.database.url)} is not usable: {exc}") from exc
+        raise fail(f"PostgreSQL at {redact_url(settings.database.url)} is not usable: {exc}") from exc
 
 
 # ------------------------------------------------------------------------------------------------------ import
@@ -120,7 +116,7 @@ def import_files(
         try:
             parsed.append(parse_file(path, exchange=exchange, symbol=symbol, timeframe=tf, quote=quote))
         except ImportFileError as exc:
-            errors.print(f"[red]error:[/red] {path}: {exc}")
+            error(f"{path}: {exc}")
             failed += 1
 
     written: list[WriteStats | None] = [None] * len(parsed)
@@ -265,7 +261,7 @@ def synth(
                 console.print(f"wrote {written.written:,} 1m candles to the candle topic and market_data "
                               f"({written.unchanged:,} already stored unchanged)")
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 def _write_candles_csv(path: Path, candles: Any) -> int:
@@ -348,7 +344,7 @@ def backfill(
     try:
         results = _run_with_services(settings, main)
     except ExchangeRequestError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     table = Table(title=f"backfill {exchange} {tf} {format_ts(since_ms)} → {format_ts(until_ms)}")
     for column in ("symbol", "from", "pages", "fetched", "written", "unchanged", "rejected"):
         table.add_column(column, justify="left" if column in ("symbol", "from") else "right")
@@ -441,7 +437,7 @@ def feed(
     except KeyboardInterrupt:
         pass
     except (ExchangeRequestError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     finally:
         console.print(
             f"published {stats.ticks:,} ticks in {stats.batches:,} batches"

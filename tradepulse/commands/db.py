@@ -6,15 +6,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tradepulse.commands.output import fail
+
 app = typer.Typer(no_args_is_help=True)
 console = Console()
-errors = Console(stderr=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    errors.print("[red]error:[/red]", end=" ")
-    errors.print(message, markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
 
 
 @app.command()
@@ -32,9 +27,9 @@ def migrate() -> None:
     try:
         applied = run_migrations(settings)
     except MigrationError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     except psycopg.OperationalError as exc:
-        raise _fail(f"cannot reach the database at {redact_url(settings.database.url)}: {exc}") from exc
+        raise fail(f"cannot reach the database at {redact_url(settings.database.url)}: {exc}") from exc
     if not applied:
         console.print("database schema is up to date")
         return
@@ -59,9 +54,9 @@ def status() -> None:
             timescale = timescale_available(conn)
             applied, pending = pending_migrations(conn)
     except MigrationError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     except psycopg.OperationalError as exc:
-        raise _fail(f"cannot reach the database at {redact_url(settings.database.url)}: {exc}") from exc
+        raise fail(f"cannot reach the database at {redact_url(settings.database.url)}: {exc}") from exc
 
     table = Table(title=f"migrations at {redact_url(settings.database.url)}")
     for column in ("version", "name", "variant", "state", "applied at"):

@@ -11,12 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tradepulse.commands.output import fail
+
 if TYPE_CHECKING:
     from tradepulse.stack import Stack, StackStatus
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
-errors = Console(stderr=True)
 
 
 class ServiceName(StrEnum):
@@ -42,13 +43,6 @@ def _show(status: StackStatus) -> None:
         table.add_row(service.name, "yes" if service.managed else "external", state,
                       str(service.pid or "-"), service.address, service.detail)
     console.print(table)
-
-
-def fail(message: str) -> typer.Exit:
-    """Print an operator-facing error (log excerpts included verbatim) and the exit to raise."""
-    errors.print("[red]error:[/red]", end=" ")
-    errors.print(message, markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
 
 
 @app.command()

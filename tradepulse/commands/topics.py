@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tradepulse.commands.stack import fail
+from tradepulse.commands.output import fail
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
