@@ -15,16 +15,18 @@ import sys
 import time
 from contextlib import ExitStack, suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.panel import Panel
 
-from tradepulse.db import connect
-from tradepulse.settings import Settings
-from tradepulse.store import latest_candle_ts
+from tradepulse.commands.output import fail
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from tradepulse.settings import Settings
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -69,6 +71,9 @@ def _synthetic_start(settings: Settings, exchange: str, symbols: list[str]) -> i
     The worker's builder state outlives a restart, so event time must never go back: ticks before its watermark
     would all be dead-lettered as late.
     """
+    from tradepulse.db import connect
+    from tradepulse.store import latest_candle_ts
+
     now = int(time.time() * 1000)
     with connect(settings) as conn:
         stored = [latest_candle_ts(conn, exchange, symbol, "1m") for symbol in symbols]
@@ -86,7 +91,11 @@ def run(
     skip_import: bool = typer.Option(False, help="do not import the demo history in data/demo"),
 ) -> None:
     """Run the full stack with the demo: Kafka, PostgreSQL, demo data, a worker, a tick feed and the API."""
+    import uvicorn
+    from aiokafka.errors import KafkaError
+
     from api.app import create_app
+    from tradepulse.db import MigrationError
     from tradepulse.logs import configure_logging
     from tradepulse.settings import get_settings
     from tradepulse.stack import Stack, StackError
@@ -99,15 +108,15 @@ def run(
     try:
         with console.status("starting Kafka and PostgreSQL…"):
             Stack(settings).up()
-    except StackError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    except (StackError, MigrationError, KafkaError) as exc:
+        raise fail(str(exc)) from exc
     console.print(f"stack up in {time.monotonic() - started:.1f} s")
 
     if not skip_import:
         files = sorted(str(path) for path in DEMO_DIR.glob("*.csv"))
         console.print(f"importing {len(files)} demo files (idempotent)…")
-        subprocess.run(_cli("data", "import", *files), check=True)
+        if subprocess.run(_cli("data", "import", *files)).returncode != 0:
+            raise fail("the demo import failed (its error is above); --skip-import runs without the history")
 
     log_dir = settings.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -139,8 +148,7 @@ def run(
         died = [child.name for child in launched if child.process.poll() is not None]
     console.print("stopped the worker, the feed and the API")
     if died:
-        console.print(f"[red]error:[/red] {', '.join(died)} stopped unexpectedly; see the logs in {log_dir}")
-        raise typer.Exit(1)
+        raise fail(f"{', '.join(died)} stopped unexpectedly; see the logs in {log_dir}")
 
 
 async def _serve(server: uvicorn.Server, seconds: float, children: list[ChildProcess]) -> None:
