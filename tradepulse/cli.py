@@ -17,8 +17,21 @@ app.command("run")(run.run)
 
 
 def main() -> None:
-    app()
+    """Run the CLI; settings that fail validation get a message naming the variable, not a traceback."""
+    from pydantic import ValidationError
 
+    try:
+        app()
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        from tradepulse.commands.output import error
+
+        error("invalid settings: " + "; ".join(
+            f"TRADEPULSE_{'__'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}"
+            for problem in exc.errors()
+        ))
+        raise SystemExit(1) from exc
 
 if __name__ == "__main__":
     main()

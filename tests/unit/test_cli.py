@@ -21,3 +21,10 @@ def test_importing_the_cli_loads_no_heavy_module() -> None:
     loaded = subprocess.run([sys.executable, "-c", probe, *HEAVY_MODULES], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == ""
+
+
+def test_invalid_setting_names_the_variable_without_a_traceback() -> None:
+    result = _tradepulse("stack", "status", env={"TRADEPULSE_KAFKA__PARTITIONS": "many"})
+    assert result.returncode == 1
+    assert "invalid settings: TRADEPULSE_KAFKA__PARTITIONS" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
