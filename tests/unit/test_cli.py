@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY_MODULES = ("faust", "uvicorn", "psycopg", "ccxt", "pandas", "aiokafka", "fastapi")
 
@@ -27,4 +28,12 @@ def test_invalid_setting_names_the_variable_without_a_traceback() -> None:
     result = _tradepulse("stack", "status", env={"TRADEPULSE_KAFKA__PARTITIONS": "many"})
     assert result.returncode == 1
     assert "invalid settings: TRADEPULSE_KAFKA__PARTITIONS" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_synth_to_an_unwritable_file_is_a_clear_error(tmp_path: Path) -> None:
+    target = tmp_path / "missing-dir" / "candles.csv"
+    result = _tradepulse("data", "synth", "--days", "0.01", "--out", str(target))
+    assert result.returncode == 1
+    assert f"cannot write {target}" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout

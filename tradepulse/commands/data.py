@@ -262,6 +262,8 @@ def synth(
                               f"({written.unchanged:,} already stored unchanged)")
     except ValueError as exc:
         raise fail(str(exc)) from exc
+    except OSError as exc:
+        raise fail(f"cannot write {out}: {exc.strerror or exc}") from exc
 
 
 def _write_candles_csv(path: Path, candles: Any) -> int:
