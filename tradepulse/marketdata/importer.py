@@ -19,15 +19,19 @@ import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streams.records import TIMEFRAMES, Candle, make_candle
 from tradepulse.marketdata.candles import CandleValueError, check_ohlcv
+
+if TYPE_CHECKING:
+    from _csv import Reader
 
 logger = logging.getLogger(__name__)
 
@@ -341,11 +345,11 @@ def parse_lines(
     rejected: list[Rejection] = []
     rows: dict[str, list[_Row]] = {}
     empty: Counter[str] = Counter()
-    rows_read = 0
 
     time_index = next((names.index(c) for c in _TIME_COLUMNS if c in names), -1)
     if time_index < 0:
         raise ImportFileError(f"{name}: no time column (expected one of unix, timestamp, time, date)")
+    data = _DataRows(reader, len(header), time_index, rejected, given_symbol)
     if wide:
         if given_symbol is not None:
             raise ImportFileError(f"{name} holds several symbols ({', '.join(g.symbol or '' for g in wide)}); "
@@ -353,17 +357,7 @@ def parse_lines(
         layout = "wide"
         for group in wide:
             rows[group.symbol or ""] = []
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            rows_read += 1
-            line = reader.line_num
-            try:
-                _check_width(row, len(header))
-                ts = parse_timestamp(row[time_index])
-            except RowError as exc:
-                rejected.append(Rejection(line, str(exc)))
-                continue
+        for line, ts, row in data:
             for group in wide:
                 key = group.symbol or ""
                 if not any(row[i].strip() for i in group.indexes):
@@ -384,14 +378,8 @@ def parse_lines(
                                   "pass --symbol")
         indexes = (*(names.index(f) for f in _PRICE_FIELDS), _volume_column(names, given_symbol or name_symbol))
         single = _Group(None, tuple(header[i].strip() for i in indexes), indexes)
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            rows_read += 1
-            line = reader.line_num
+        for line, ts, row in data:
             try:
-                _check_width(row, len(header))
-                ts = parse_timestamp(row[time_index])
                 row_symbol = given_symbol or (
                     normalize_symbol(row[symbol_index]) if symbol_index >= 0 else name_symbol
                 )
@@ -399,7 +387,7 @@ def parse_lines(
             except RowError as exc:
                 rejected.append(Rejection(line, str(exc), given_symbol))
 
-    report = ImportReport(name=name, layout=layout, exchange=exchange, timeframe="", rows_read=rows_read)
+    report = ImportReport(name=name, layout=layout, exchange=exchange, timeframe="", rows_read=data.rows_read)
     tf = _resolve_timeframe(rows, timeframe, report)
     report.timeframe = tf
     report.rejected = rejected
@@ -407,7 +395,7 @@ def parse_lines(
     report.rejected.sort(key=lambda r: (r.line, r.symbol or ""))
     logger.info(
         "parsed %s: %d rows, %d candles, %d rejected, %d duplicates, %d gaps",
-        name, rows_read, len(candles), len(report.rejected), len(report.duplicates), len(report.gaps),
+        name, data.rows_read, len(candles), len(report.rejected), len(report.duplicates), len(report.gaps),
     )
     return ParsedFile(candles, report)
 
@@ -432,9 +420,34 @@ def _find_header(reader: Iterable[list[str]], name: str) -> list[str]:
     )
 
 
-def _check_width(row: list[str], width: int) -> None:
-    if len(row) < width or any(cell.strip() for cell in row[width:]):
-        raise RowError(f"expected {width} columns, got {len(row)}")
+class _DataRows:
+    """The non-blank rows after the header as (line, event time, cells), counted; a row of the wrong width or
+    with a bad time is rejected here, so both layouts count and report such rows alike."""
+
+    def __init__(
+        self, reader: Reader, width: int, time_index: int, rejected: list[Rejection], symbol: str | None,
+    ) -> None:
+        self.rows_read = 0
+        self._symbol = symbol
+        self._reader = reader
+        self._width = width
+        self._time_index = time_index
+        self._rejected = rejected
+
+    def __iter__(self) -> Iterator[tuple[int, int, list[str]]]:
+        for row in self._reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            self.rows_read += 1
+            line = self._reader.line_num
+            try:
+                if len(row) < self._width or any(cell.strip() for cell in row[self._width:]):
+                    raise RowError(f"expected {self._width} columns, got {len(row)}")
+                ts = parse_timestamp(row[self._time_index])
+            except RowError as exc:
+                self._rejected.append(Rejection(line, str(exc), self._symbol))
+                continue
+            yield line, ts, row
 
 
 def _resolve_timeframe(rows: dict[str, list[_Row]], timeframe: str | None, report: ImportReport) -> str:
