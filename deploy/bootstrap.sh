@@ -9,6 +9,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 MODE="${1:-run}"
 shift || true
+case "$MODE" in
+  run|test) ;;
+  *) printf 'usage: bash deploy/bootstrap.sh run|test [args...]\n' >&2; exit 2 ;;
+esac
 VENV="$ROOT/.venv"
 
 say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
@@ -29,7 +33,11 @@ postgres_binaries() {
 
 ensure_system() {
   local missing=()
-  command -v python3 >/dev/null || missing+=(python3 python3-venv)
+  if ! command -v python3 >/dev/null; then
+    missing+=(python3 python3-venv)
+  elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    missing+=(python3-venv)  # Debian ships venv's pip bootstrap separately
+  fi
   if ! command -v java >/dev/null || ! java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'; then
     missing+=(openjdk-17-jre-headless)
   fi
@@ -65,6 +73,10 @@ write_stamp() {
 
 ensure_python() {
   if [ ! -x "$VENV/bin/python" ]; then
+    if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      say "TradePulse needs Python 3.11 or newer; python3 is $(python3 --version 2>&1)"
+      exit 1
+    fi
     say "creating the Python environment in .venv"
     python3 -m venv "$VENV"
   fi
@@ -107,9 +119,5 @@ case "$MODE" in
       status=0
     fi
     exit "$status"
-    ;;
-  *)
-    say "usage: bash deploy/bootstrap.sh run|test [args...]"
-    exit 2
     ;;
 esac
