@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import UnknownTopicOrPartitionError
 
 from streams.codecs import InvalidEvent, decode
 from streams.records import Candle, Event
@@ -30,25 +30,21 @@ async def read_records(
     """
     name = topic_name(settings.kafka.topic_prefix, topic)
     consumer = AIOKafkaConsumer(
-        name,
         bootstrap_servers=settings.kafka.bootstrap_servers,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 << 20,
     )
-    try:
-        await consumer.start()
-    except UnknownTopicOrPartitionError as exc:
-        await consumer.stop()
-        raise ValueError(f"topic {name!r} does not exist") from exc
+    deadline = time.monotonic() + timeout_s
     records: list[tuple[int, int, R]] = []
+    await consumer.start()
     try:
+        await _subscribe_existing(consumer, name, deadline)
         tps = sorted(consumer.assignment())
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         remaining = {tp for tp in tps if ends[tp] > 0}
-        deadline = time.monotonic() + timeout_s
         while remaining:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading {name} took longer than {timeout_s}s")
@@ -67,6 +63,21 @@ async def read_records(
     finally:
         await consumer.stop()
     return records
+
+
+async def _subscribe_existing(consumer: AIOKafkaConsumer, name: str, deadline: float) -> None:
+    """Subscribe to `name` once the broker's metadata shows it exists.
+
+    Subscribing to a missing topic would make the client wait out its whole metadata timeout (40 s) before
+    failing; asking for the topic list first answers in one round trip.
+    """
+    if name not in await consumer.topics():
+        raise ValueError(f"topic {name!r} does not exist")
+    consumer.subscribe([name])
+    while not consumer.assignment():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no partitions of {name} were assigned in time")
+        await asyncio.sleep(0.05)
 
 
 async def read_candles(

@@ -3,12 +3,16 @@ using only the documented schema in docs/topics.md."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from streams.replay import read_candles
 from streams.topics import candle_topic, topic_name
 from tests.pipeline_helpers import WorkerProcess, count_rows, expected_candles, produce_ticks, wait_until
 from tradepulse.marketdata.synth import generate_ticks
@@ -78,3 +82,13 @@ def test_worker_candles_decode_with_the_documented_schema_alone(settings: Settin
             )
         assert len({value["event_id"] for _, _, value in messages}) == len(wanted)
         assert all(len(partitions) == 1 for partitions in owners.values()), "an instrument stays on one partition"
+
+
+def test_reading_candles_of_a_missing_topic_fails_at_once(settings: Settings) -> None:
+    elsewhere = settings.model_copy(update={
+        "kafka": settings.kafka.model_copy(update={"topic_prefix": f"{settings.kafka.topic_prefix}missing."}),
+    })
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="does not exist"):
+        asyncio.run(read_candles(elsewhere, "1m"))
+    assert time.monotonic() - started < 5, "a missing topic must not wait out the client's metadata timeout"
