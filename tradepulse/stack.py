@@ -89,18 +89,21 @@ class DatabaseTarget:
 
     @classmethod
     def from_url(cls, url: str) -> DatabaseTarget:
+        # the URL itself stays out of the message: it carries the password
         try:
             parts = conninfo_to_dict(url)
+            user = str(parts.get("user") or PG_SUPERUSER)
+            return cls(
+                host=str(parts.get("host") or "127.0.0.1"),
+                port=int(parts.get("port") or 5432),
+                user=user,
+                password=str(parts["password"]) if parts.get("password") else None,
+                dbname=str(parts.get("dbname") or user),
+            )
         except psycopg.ProgrammingError as exc:
-            raise StackError(f"invalid database URL {url!r}: {exc}") from exc
-        user = str(parts.get("user") or PG_SUPERUSER)
-        return cls(
-            host=str(parts.get("host") or "127.0.0.1"),
-            port=int(parts.get("port") or 5432),
-            user=user,
-            password=str(parts["password"]) if parts.get("password") else None,
-            dbname=str(parts.get("dbname") or user),
-        )
+            raise StackError(f"invalid TRADEPULSE_DATABASE__URL: {str(exc).strip()}") from exc
+        except ValueError as exc:
+            raise StackError(f"invalid TRADEPULSE_DATABASE__URL: the port must be a number ({exc})") from exc
 
 
 def parse_bootstrap(bootstrap_servers: str) -> tuple[str, int]:

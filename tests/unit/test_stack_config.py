@@ -96,9 +96,14 @@ def test_database_target_defaults_port_and_database_name() -> None:
         "db.internal", 5432, "app", None, "app")
 
 
-def test_database_target_rejects_garbage() -> None:
-    with pytest.raises(StackError, match="invalid database URL"):
-        DatabaseTarget.from_url("postgresql://a:b@host:notaport/db?bogus_option=1")
+@pytest.mark.parametrize("url", [
+    "postgresql://a:s3cret@host/db?bogus_option=1",
+    "postgresql://a:s3cret@host:notaport/db",
+])
+def test_database_target_rejects_garbage_without_echoing_the_password(url: str) -> None:
+    with pytest.raises(StackError, match="invalid TRADEPULSE_DATABASE__URL") as raised:
+        DatabaseTarget.from_url(url)
+    assert "s3cret" not in str(raised.value)
 
 
 @pytest.mark.parametrize(

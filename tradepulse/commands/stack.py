@@ -28,10 +28,13 @@ class ServiceName(StrEnum):
 def _stack() -> Stack:
     from tradepulse.logs import configure_logging
     from tradepulse.settings import get_settings
-    from tradepulse.stack import Stack
+    from tradepulse.stack import Stack, StackError
 
     configure_logging()
-    return Stack(get_settings())
+    try:
+        return Stack(get_settings())
+    except StackError as exc:
+        raise fail(str(exc)) from exc
 
 
 def _show(status: StackStatus) -> None:
