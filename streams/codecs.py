@@ -15,6 +15,11 @@ from streams.records import TIMEFRAMES, Candle, Event, TickBatch
 R = TypeVar("R", bound=Event)
 
 
+MAX_TIME_MS = 10**13
+"""Year 2286 in epoch milliseconds: a tick time beyond it is in another unit (micro- or nanoseconds), and a single
+such tick would push its instrument's watermark so far ahead that every later tick counts as late."""
+
+
 class InvalidEvent(ValueError):
     """An event that must be dead-lettered; the message is the reason."""
 
@@ -105,6 +110,8 @@ def _validate_ticks(batch: TickBatch) -> None:
         raise InvalidEvent("tick batch has a negative amount")
     if min(batch.times) <= 0:
         raise InvalidEvent("tick batch has a non-positive time")
+    if max(batch.times) >= MAX_TIME_MS:
+        raise InvalidEvent(f"tick batch has a time {max(batch.times)} that is not epoch milliseconds")
 
 
 def _validate_candle(candle: Candle) -> None:

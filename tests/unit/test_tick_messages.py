@@ -35,6 +35,8 @@ def message(value: bytes | None, *, key: bytes | None = KEY, offset: int = 7) ->
         (orjson.dumps(GOOD | {"prices": [10.0, 0.0]}), "non_positive_price"),
         (orjson.dumps(GOOD | {"prices": [10.0, -1.0]}), "non_positive_price"),
         (orjson.dumps(GOOD | {"amounts": [1.0]}), "invalid_value"),
+        (orjson.dumps(GOOD | {"times": [1_000, 1_700_000_000_000_000]}), "invalid_value"),
+        (orjson.dumps(GOOD | {"times": [1_000, 2**64 - 1]}), "invalid_value"),
     ],
 )
 def test_bad_input_is_one_dead_letter_and_changes_no_state(value: bytes | None, code: str) -> None:
