@@ -29,6 +29,11 @@ BAD_KEY = "bad_key"
 LATE_TICK = "late_tick"
 REJECTED_BY_DATABASE = "rejected_by_database"
 
+MAX_PAYLOAD_BYTES = 64 * 1024
+"""The most of a rejected message a letter carries. Escaping can grow a byte to six characters of JSON, so a letter
+stays far below the broker's 1 MB message limit even for a message that was at that limit itself; the whole message
+stays in its source topic at the letter's partition and offset."""
+
 _CODES_BY_MESSAGE: tuple[tuple[str, str], ...] = (
     ("malformed JSON", BAD_JSON),
     ("empty message value", BAD_JSON),
@@ -53,12 +58,15 @@ def reason_code(reason: str) -> str:
 
 
 def letter_for_message(message: Message, code: str, detail: str, *, payload: bytes | None = None) -> DeadLetter:
-    """A dead letter for a consumed message, carrying the message whole (or `payload`, the part rejected).
+    """A dead letter for a consumed message, carrying the message (or `payload`, the part rejected), cut if huge.
 
     The id depends only on where the message was and why it was rejected, so a redelivered message produces the
     same letter and the dead_letters table keeps one row for it. Its time is the message's log timestamp.
     """
-    body = message.value if payload is None else payload
+    body = (message.value if payload is None else payload) or b""
+    if len(body) > MAX_PAYLOAD_BYTES:
+        detail = f"{detail} (payload cut to its first {MAX_PAYLOAD_BYTES} of {len(body)} bytes)"
+        body = body[:MAX_PAYLOAD_BYTES]
     return DeadLetter(
         event_id=stable_id("dead-letter", message.topic, message.partition, message.offset, code),
         ts=int(message.timestamp * 1000),
@@ -68,7 +76,7 @@ def letter_for_message(message: Message, code: str, detail: str, *, payload: byt
         offset=message.offset,
         key=None if message.key is None else message.key.decode("utf-8", errors="backslashreplace"),
         reason=f"{code}: {detail}",
-        payload=(body or b"").decode("utf-8", errors="backslashreplace"),
+        payload=body.decode("utf-8", errors="backslashreplace"),
     )
 
 

@@ -7,9 +7,10 @@ import pytest
 from faust.types.tuples import Message
 
 from agents.candles import CandleBuilder
-from agents.deadletter import reason_code
+from agents.deadletter import MAX_PAYLOAD_BYTES, reason_code
 from agents.market import process_tick_message
-from streams.records import SCHEMA_VERSION
+from streams.codecs import decode, encode
+from streams.records import SCHEMA_VERSION, DeadLetter
 
 KEY = b"kraken:BTC/USDT"
 GOOD = {
@@ -88,3 +89,16 @@ def test_a_dead_letter_has_the_same_id_when_the_message_is_redelivered() -> None
     second = process_tick_message(message(b"nonsense"), None, GRACE_MS).letters[0]
     other = process_tick_message(message(b"nonsense", offset=8), None, GRACE_MS).letters[0]
     assert first.event_id == second.event_id != other.event_id
+
+
+@pytest.mark.parametrize("filler", [b'"' * 990_000, bytes(range(1, 32)) * 32_000])
+def test_a_letter_for_a_huge_message_stays_below_the_broker_message_limit(filler: bytes) -> None:
+    """Escaping would make a whole near-1 MB message a letter the broker refuses, and the letter would be lost."""
+    value = b'{"event_id": ' + filler
+    (letter,) = process_tick_message(message(value), None, GRACE_MS).letters
+
+    encoded = encode(letter)
+    assert len(encoded) < 1_000_000
+    assert decode(DeadLetter, encoded).payload == value[:MAX_PAYLOAD_BYTES].decode(errors="backslashreplace")
+    assert reason_code(letter.reason) == "bad_json"
+    assert f"first {MAX_PAYLOAD_BYTES} of {len(value)} bytes" in letter.reason
