@@ -37,3 +37,11 @@ def test_synth_to_an_unwritable_file_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"cannot write {target}" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_malformed_database_url_is_a_clear_error_that_hides_the_password() -> None:
+    result = _tradepulse("db", "status", env={"TRADEPULSE_DATABASE__URL": "postgresql://u:s3cret@127.0.0.1:1/db?bad=1"})
+    assert result.returncode == 1
+    assert "PostgreSQL at postgresql://u:***@127.0.0.1:1/db?bad=1 is not usable" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout

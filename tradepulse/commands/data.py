@@ -73,7 +73,7 @@ def _run_with_services(settings: Settings, main: Callable[[], Coroutine[Any, Any
         return asyncio.run(main())
     except KafkaError as exc:
         raise fail(f"Kafka at {settings.kafka.bootstrap_servers} is not usable: {exc!r}") from exc
-    except psycopg.OperationalError as exc:
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
         from tradepulse.logs import redact_url
 
         raise fail(f"PostgreSQL at {redact_url(settings.database.url)} is not usable: {exc}") from exc

@@ -28,8 +28,8 @@ def migrate() -> None:
         applied = run_migrations(settings)
     except MigrationError as exc:
         raise fail(str(exc)) from exc
-    except psycopg.OperationalError as exc:
-        raise fail(f"cannot reach the database at {redact_url(settings.database.url)}: {exc}") from exc
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+        raise fail(f"PostgreSQL at {redact_url(settings.database.url)} is not usable: {exc}") from exc
     if not applied:
         console.print("database schema is up to date")
         return
@@ -55,8 +55,8 @@ def status() -> None:
             applied, pending = pending_migrations(conn)
     except MigrationError as exc:
         raise fail(str(exc)) from exc
-    except psycopg.OperationalError as exc:
-        raise fail(f"cannot reach the database at {redact_url(settings.database.url)}: {exc}") from exc
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+        raise fail(f"PostgreSQL at {redact_url(settings.database.url)} is not usable: {exc}") from exc
 
     table = Table(title=f"migrations at {redact_url(settings.database.url)}")
     for column in ("version", "name", "variant", "state", "applied at"):
