@@ -11,12 +11,11 @@ partly applied. Every other file runs in one transaction together with its schem
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -128,25 +127,6 @@ def with_retry(
             logger.warning("transient database error, retrying in %.2fs: %s", delay, exc)
             time.sleep(delay)
     return operation()
-
-
-async def with_retry_async(
-    operation: Callable[[], Awaitable[T]],
-    *,
-    attempts: int = 5,
-    base_delay: float = 0.2,
-    max_delay: float = 5.0,
-) -> T:
-    """`with_retry` for coroutines (async sinks), sleeping without blocking the event loop."""
-    for delay in _backoff(attempts, base_delay, max_delay):
-        try:
-            return await operation()
-        except psycopg.OperationalError as exc:
-            if not is_transient(exc):
-                raise
-            logger.warning("transient database error, retrying in %.2fs: %s", delay, exc)
-            await asyncio.sleep(delay)
-    return await operation()
 
 
 def _connect_timeout(settings: Settings) -> int:
