@@ -16,14 +16,19 @@ from tradepulse.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# A beat already in flight (on a pool thread) when the worker stops may commit after the final heartbeat; the
+# WHERE keeps a stopped run stopped. A new run under a reused worker id (same pid) has another started_at.
 _UPSERT = """
 INSERT INTO worker_heartbeats (worker_id, host, pid, started_at, last_seen, stats)
 VALUES (%s, %s, %s, %s, now(), %s)
-ON CONFLICT (worker_id) DO UPDATE SET last_seen = now(), stats = EXCLUDED.stats
+ON CONFLICT (worker_id) DO UPDATE SET started_at = EXCLUDED.started_at, last_seen = now(), stats = EXCLUDED.stats
+WHERE worker_heartbeats.started_at <> EXCLUDED.started_at
+   OR (worker_heartbeats.stats ->> 'running') IS DISTINCT FROM 'false'
 """
 
 
 def upsert_heartbeat(conn: psycopg.Connection, stats: WorkerStats) -> None:
+    """Record `stats` as this run's latest beat, unless the run already recorded its final one."""
     conn.execute(_UPSERT, (stats.worker_id, stats.host, stats.pid, stats.started_at, Jsonb(stats.snapshot())))
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import psycopg
+
+from agents.heartbeat import upsert_heartbeat
+from agents.stats import WorkerStats
 from tests.pipeline_helpers import (
     WorkerProcess,
     assert_same_candles,
@@ -52,3 +57,18 @@ def test_ticks_become_candles_equal_to_a_pandas_resample(settings: Settings, tmp
     assert stats["candles"] == expected.groupby(level="timeframe").size().to_dict()
     assert stats["sink_rows"]["market_data"] >= len(expected)
     assert stats["dead_letters"] == {}
+
+
+def test_a_beat_landing_after_the_final_heartbeat_leaves_the_worker_stopped(settings: Settings) -> None:
+    """A timer's beat may still be on a pool thread when the worker stops and commit after the final heartbeat."""
+    run = WorkerStats.for_this_process("beats")
+    in_flight = dataclasses.replace(run, messages=5)
+    final = dataclasses.replace(run, messages=7, running=False)
+    with psycopg.connect(settings.database.url, autocommit=True) as conn:
+        upsert_heartbeat(conn, final)
+        upsert_heartbeat(conn, in_flight)
+        assert heartbeat_stats(settings) == [final.snapshot()]
+
+        next_run = dataclasses.replace(in_flight, started_at=in_flight.started_at.replace(year=2100))
+        upsert_heartbeat(conn, next_run)
+        assert heartbeat_stats(settings) == [next_run.snapshot()], "a new run under a reused worker id still beats"
