@@ -6,8 +6,8 @@ import typer
 
 
 def serve(
-    host: str = typer.Option(None, help="bind address (default from settings: 127.0.0.1)"),
-    port: int = typer.Option(None, help="port (default from settings: 8000)"),
+    host: str | None = typer.Option(None, help="bind address (default from settings: 127.0.0.1)"),
+    port: int | None = typer.Option(None, help="port (default from settings: 8000)"),
 ) -> None:
     """Serve the API and its OpenAPI docs (/docs)."""
     import uvicorn

@@ -32,7 +32,9 @@ def create() -> None:
 
 @app.command("list")
 def list_topics(
-    prefix: str = typer.Option(None, help="only topics starting with this (default: the configured topic prefix)"),
+    prefix: str | None = typer.Option(
+        None, help="only topics starting with this (default: the configured topic prefix)"
+    ),
 ) -> None:
     """Name, partitions, cleanup policy and retention of the broker's topics."""
     from aiokafka.errors import KafkaError
