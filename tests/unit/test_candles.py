@@ -116,10 +116,8 @@ def test_empty_minutes_make_no_candle_and_rollups_skip_them() -> None:
 
 def test_state_round_trip_mid_stream_gives_identical_output(ticks: Ticks) -> None:
     batches = list(ticks.batches(100))
-    reference: list[Candle] = []
     uninterrupted = CandleBuilder(ticks.exchange, ticks.symbol, GRACE_MS)
-    for offset, (t, p, a) in enumerate(batches):
-        reference.extend(uninterrupted.apply(t, p, a, offset=offset).candles)
+    reference = run(uninterrupted, ticks, 100)
 
     resumed: list[Candle] = []
     builder = CandleBuilder(ticks.exchange, ticks.symbol, GRACE_MS)
@@ -134,10 +132,7 @@ def test_state_round_trip_mid_stream_gives_identical_output(ticks: Ticks) -> Non
 
 def test_a_redelivered_batch_is_skipped_not_double_counted(ticks: Ticks) -> None:
     batches = list(ticks.batches(100))
-    reference: list[Candle] = []
-    uninterrupted = CandleBuilder(ticks.exchange, ticks.symbol, GRACE_MS)
-    for offset, (t, p, a) in enumerate(batches):
-        reference.extend(uninterrupted.apply(t, p, a, offset=offset).candles)
+    reference = run(CandleBuilder(ticks.exchange, ticks.symbol, GRACE_MS), ticks, 100)
 
     builder = CandleBuilder(ticks.exchange, ticks.symbol, GRACE_MS)
     candles: list[Candle] = []
