@@ -1,10 +1,13 @@
-"""A worker killed mid-stream (SIGKILL: no flush, no commit) and restarted loses and duplicates nothing."""
+"""A worker stopped mid-stream, killed (SIGKILL: no flush, no commit) or cleanly (SIGTERM: in-flight work is
+finished or redelivered, never acknowledged unwritten), and restarted loses and duplicates nothing."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
 from pathlib import Path
+
+import pytest
 
 from streams.records import TIMEFRAMES, Candle
 from streams.replay import read_records
@@ -27,8 +30,9 @@ SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT", "DOT/USDT
 START_MS = 1_700_000_000_000 // 86_400_000 * 86_400_000 + 20 * 3_600_000
 
 
-def test_sigkill_mid_stream_then_restart_gives_exactly_the_expected_candles(
-    settings: Settings, tmp_path: Path
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_a_stop_mid_stream_then_restart_gives_exactly_the_expected_candles(
+    settings: Settings, tmp_path: Path, signal_name: str
 ) -> None:
     batches = list(generate_ticks(SYMBOLS, START_MS, 8 * 60, seed=3, ticks_per_minute=40.0, batch_ms=5_000))
     expected = expected_candles(batches, settings.worker.late_tick_grace_ms)
@@ -37,9 +41,12 @@ def test_sigkill_mid_stream_then_restart_gives_exactly_the_expected_candles(
     worker = WorkerProcess(settings, tmp_path)
     with worker:
         wait_until(lambda: count_rows(settings, "market_data") >= len(expected) // 3, 120, "a third stored", worker)
-        worker.kill()
-    stored_at_kill = count_rows(settings, "market_data")
-    assert stored_at_kill < len(expected), "the worker finished before it could be killed mid-stream"
+        if signal_name == "SIGKILL":
+            worker.kill()
+        else:
+            assert worker.stop() == 0, worker.log_tail()
+    stored_at_stop = count_rows(settings, "market_data")
+    assert stored_at_stop < len(expected), "the worker finished before it could be stopped mid-stream"
 
     with worker:
         wait_until(lambda: count_rows(settings, "market_data") >= len(expected), 240, "every candle stored", worker)
