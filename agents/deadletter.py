@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import faust
 import psycopg
@@ -74,10 +73,15 @@ def letter_for_message(message: Message, code: str, detail: str, *, payload: byt
         source_topic=message.topic,
         partition=message.partition,
         offset=message.offset,
-        key=None if message.key is None else message.key.decode("utf-8", errors="backslashreplace"),
+        key=None if message.key is None else _text(message.key),
         reason=f"{code}: {detail}",
-        payload=body.decode("utf-8", errors="backslashreplace"),
+        payload=_text(body),
     )
+
+
+def _text(raw: bytes) -> str:
+    """Bytes as storable text: invalid UTF-8 and NUL (which PostgreSQL text refuses) written as `\\xNN` escapes."""
+    return raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
 
 
 async def send_dead_letters(dlq: faust.TopicT, letters: Sequence[DeadLetter], stats: WorkerStats) -> None:
@@ -97,9 +101,11 @@ async def send_dead_letters(dlq: faust.TopicT, letters: Sequence[DeadLetter], st
         await future
 
 
+# The time is converted in SQL: an absurd `ts` on a letter is then a database error, which costs that letter alone,
+# instead of a Python exception that would fail the sink's whole batch.
 _UPSERT = """
 INSERT INTO dead_letters (event_id, ts, source_topic, "partition", "offset", key, reason, payload)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+VALUES (%s, TIMESTAMPTZ 'epoch' + %s::bigint * INTERVAL '1 millisecond', %s, %s, %s, %s, %s, %s)
 ON CONFLICT (event_id) DO NOTHING
 """
 
@@ -111,8 +117,8 @@ def upsert_dead_letters(conn: psycopg.Connection, letters: Sequence[DeadLetter])
             _UPSERT,
             [
                 (
-                    letter.event_id, datetime.fromtimestamp(letter.ts / 1000, tz=UTC), letter.source_topic,
-                    letter.partition, letter.offset, letter.key, letter.reason, letter.payload,
+                    letter.event_id, letter.ts, letter.source_topic, letter.partition, letter.offset, letter.key,
+                    letter.reason, letter.payload,
                 )
                 for letter in letters
             ],

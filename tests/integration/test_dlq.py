@@ -7,8 +7,10 @@ from pathlib import Path
 
 import orjson
 import psycopg
+from faust.types.tuples import Message
 
-from agents.deadletter import reason_code
+from agents.deadletter import letter_for_message, reason_code, upsert_dead_letters
+from agents.sinks import DatabaseWriter, write_isolating_failures
 from streams.codecs import encode
 from streams.records import SCHEMA_VERSION, DeadLetter, TickBatch, instrument_key, make_candle, stable_id
 from streams.replay import read_records
@@ -120,3 +122,21 @@ def test_candles_the_sink_cannot_store_are_dead_lettered(settings: Settings, tmp
     assert sorted(reason_code(letter.reason) for letter in letters) == ["bad_json", "rejected_by_database"]
     assert all(letter.source_topic == topic_name(settings.kafka.topic_prefix, candle_topic("1m")) for letter in letters)
     assert list(stored_candles(settings).index.get_level_values("ts")) == [c.ts for c in good]
+
+
+def test_the_dead_letter_sink_stores_binary_letters_and_refuses_an_absurd_time_alone(settings: Settings) -> None:
+    """A letter the database cannot take costs that letter alone, never an exception that fails the whole batch."""
+    binary = letter_for_message(Message("t", 0, 1, 1_700_000_000.0, 0, None, b"k\x00", b"\x00\xfe", None),
+                                "bad_json", "binary")
+    absurd = binary.derive(event_id="absurd", ts=2**62)
+    db = DatabaseWriter(settings)
+    try:
+        written, refused = asyncio.run(
+            write_isolating_failures(db, upsert_dead_letters, [binary, absurd], "dead letters"))
+    finally:
+        db.close()
+
+    assert written == 1 and [letter.event_id for letter, _ in refused] == ["absurd"]
+    with psycopg.connect(settings.database.url) as conn:
+        rows = conn.execute("SELECT event_id, key, payload, extract(epoch FROM ts) FROM dead_letters").fetchall()
+    assert rows == [(binary.event_id, "k\\x00", "\\x00\\xfe", 1_700_000_000)]

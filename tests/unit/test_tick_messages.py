@@ -102,3 +102,9 @@ def test_a_letter_for_a_huge_message_stays_below_the_broker_message_limit(filler
     assert decode(DeadLetter, encoded).payload == value[:MAX_PAYLOAD_BYTES].decode(errors="backslashreplace")
     assert reason_code(letter.reason) == "bad_json"
     assert f"first {MAX_PAYLOAD_BYTES} of {len(value)} bytes" in letter.reason
+
+
+def test_a_letter_for_binary_input_carries_no_nul_bytes() -> None:
+    """PostgreSQL text refuses NUL: a letter keeping one could never reach the dead_letters table."""
+    (letter,) = process_tick_message(message(b"\x00\xff{", key=b"k\x00"), None, GRACE_MS).letters
+    assert (letter.payload, letter.key) == ("\\x00\\xff{", "k\\x00")
