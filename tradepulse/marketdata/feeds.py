@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from streams.producer import LogProducer
-from streams.records import TIMEFRAMES, Candle, DeadLetter, TickBatch, instrument_key
+from streams.records import SCHEMA_VERSION, TIMEFRAMES, Candle, DeadLetter, TickBatch, instrument_key, stable_id
 from streams.topics import DLQ, TICKS
 from tradepulse.marketdata.exchanges import Backoff, ExchangeRequestError, with_backoff
 from tradepulse.marketdata.ticks import DEFAULT_BATCH_MS, DEFAULT_MAX_BATCH, batches
@@ -413,17 +413,19 @@ class LiveFeed:
 
     def _letter(self, symbol: str, trade: dict[str, Any], problem: str) -> DeadLetter:
         """A dead letter keeping the exchange's raw trade; its time is the trade's own (0 when it has none)."""
-        from agents.deadletter import INVALID_VALUE, dead_letter
+        from agents.deadletter import INVALID_VALUE
 
         logger.warning("%s %s: rejected trade %s: %s", self._client.id, symbol, trade.get("id"), problem)
         ts = trade.get("timestamp")
-        return dead_letter(
-            source_topic=f"{self._client.id}:trades",
-            partition=0,
-            offset=ts if isinstance(ts, int) else -1,
-            key=instrument_key(self._client.id, symbol).encode(),
-            code=INVALID_VALUE,
-            detail=problem,
-            payload=repr(trade.get("info", trade)),
+        source, offset = f"{self._client.id}:trades", ts if isinstance(ts, int) else -1
+        return DeadLetter(
+            event_id=stable_id("dead-letter", source, 0, offset, INVALID_VALUE),
             ts=ts if isinstance(ts, int) and ts > 0 else 0,
+            schema_version=SCHEMA_VERSION,
+            source_topic=source,
+            partition=0,
+            offset=offset,
+            key=instrument_key(self._client.id, symbol),
+            reason=f"{INVALID_VALUE}: {problem}",
+            payload=repr(trade.get("info", trade)),
         )
