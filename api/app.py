@@ -6,7 +6,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+import psycopg
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 
 from api.routers import health, market
 from tradepulse import __version__
@@ -17,13 +20,23 @@ from tradepulse.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A request that needs the store while it is down gets a 503 to retry, not a 500."""
+    logger.warning("%s %s: database unavailable: %s", request.method, request.url.path, type(exc).__name__)
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"detail": "database unavailable; retry shortly"},
+        headers={"Retry-After": "5"},
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API; `settings` overrides the environment (tests, embedded runs)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         active = settings or get_settings()
-        with create_pool(active) as pool:
+        with create_pool(active, wait=False) as pool:
             app.state.pool = pool
             logger.info("API ready on the store at %s", redact_url(active.database.url))
             yield
@@ -36,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
+    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     app.include_router(health.router)
     app.include_router(market.router)
     return app

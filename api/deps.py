@@ -9,6 +9,9 @@ from psycopg_pool import ConnectionPool
 
 from tradepulse.settings import Settings, get_settings
 
+DB_TIMEOUT_S = 5.0
+"""How long a request waits for a database connection before it is answered with 503."""
+
 
 def get_pool(request: Request) -> ConnectionPool:
     """The pool opened by the app's lifespan."""

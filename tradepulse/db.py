@@ -142,8 +142,12 @@ def connect(settings: Settings, *, autocommit: bool = False, attempts: int = 5) 
     )
 
 
-def create_pool(settings: Settings) -> ConnectionPool:
-    """An opened pool; connections are checked on checkout so a server restart costs one retry, not an outage."""
+def create_pool(settings: Settings, *, wait: bool = True) -> ConnectionPool:
+    """An opened pool; connections are checked on checkout so a server restart costs one retry, not an outage.
+
+    `wait=False` returns at once and lets the pool connect in the background: a server (the API) must come up and
+    report the database as down rather than refuse to start.
+    """
     pool = ConnectionPool(
         settings.database.url,
         min_size=settings.database.pool_min,
@@ -153,7 +157,7 @@ def create_pool(settings: Settings) -> ConnectionPool:
         open=False,
         name="tradepulse",
     )
-    pool.open(wait=True, timeout=settings.database.ready_timeout_s)
+    pool.open(wait=wait, timeout=settings.database.ready_timeout_s)
     return pool
 
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Response, status
 from fastapi.concurrency import run_in_threadpool
 from psycopg_pool import ConnectionPool
 
-from api.deps import PoolDep, SettingsDep
+from api.deps import DB_TIMEOUT_S, PoolDep, SettingsDep
 from api.schemas import ComponentHealth, Health, WorkerHealth
 from tradepulse.settings import Settings
 
@@ -19,16 +19,17 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
-CHECK_TIMEOUT_S = 5.0
+BROKER_TIMEOUT_S = 5.0
+
 
 
 async def _broker_health(settings: Settings) -> ComponentHealth:
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka.bootstrap_servers, request_timeout_ms=int(CHECK_TIMEOUT_S * 1000)
+        bootstrap_servers=settings.kafka.bootstrap_servers, request_timeout_ms=int(BROKER_TIMEOUT_S * 1000)
     )
     try:
-        await asyncio.wait_for(admin.start(), CHECK_TIMEOUT_S)
-        topics = await asyncio.wait_for(admin.list_topics(), CHECK_TIMEOUT_S)
+        await asyncio.wait_for(admin.start(), BROKER_TIMEOUT_S)
+        topics = await asyncio.wait_for(admin.list_topics(), BROKER_TIMEOUT_S)
     except Exception as exc:  # any failure means "not healthy"; the reason is reported, not raised
         return ComponentHealth(ok=False, detail=f"{type(exc).__name__}: {exc}")
     finally:
@@ -38,7 +39,7 @@ async def _broker_health(settings: Settings) -> ComponentHealth:
 
 def _database_and_workers(pool: ConnectionPool, settings: Settings) -> tuple[ComponentHealth, list[WorkerHealth]]:
     try:
-        with pool.connection(timeout=CHECK_TIMEOUT_S) as conn:
+        with pool.connection(timeout=DB_TIMEOUT_S) as conn:
             version = conn.execute("SELECT current_setting('server_version')").fetchone()
             rows = conn.execute(
                 "SELECT worker_id, host, pid, last_seen, stats FROM worker_heartbeats ORDER BY worker_id"

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import PoolDep
+from api.deps import DB_TIMEOUT_S, PoolDep
 from api.schemas import CandleOut, CandleSeries
 from streams.records import Candle
 from tradepulse.store import fetch_candles
@@ -49,7 +49,7 @@ async def candles(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="'from' must be earlier than 'to'")
 
     def load() -> list[Candle]:
-        with pool.connection() as conn:
+        with pool.connection(timeout=DB_TIMEOUT_S) as conn:
             return fetch_candles(conn, exchange, symbol, timeframe, start_ms, end_ms, limit=limit)
 
     rows = await run_in_threadpool(load)

@@ -118,3 +118,19 @@ def test_health_names_the_broker_when_it_is_unreachable(settings: Settings) -> N
 def test_openapi_documents_the_routes(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/health", "/api/market/candles"} <= set(paths)
+
+
+def test_the_api_starts_without_its_database_and_answers_503(settings: Settings) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    no_database = settings.model_copy(update={"database": settings.database.model_copy(update={
+        "url": f"postgresql://tradepulse:tradepulse@127.0.0.1:{dead_port}/tradepulse"
+    })})
+    with TestClient(create_app(no_database)) as test_client:
+        candles = test_client.get("/api/market/candles", params={"exchange": "kraken", "symbol": "BTC/USDT"})
+        health = test_client.get("/health")
+    assert candles.status_code == 503
+    assert candles.json() == {"detail": "database unavailable; retry shortly"}
+    assert health.status_code == 503
+    assert health.json()["database"]["ok"] is False and health.json()["broker"]["ok"] is True
