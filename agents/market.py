@@ -2,15 +2,16 @@
 
 `build_candles` is a thin adapter around `agents.candles.CandleBuilder`: it decodes one `market.ticks` message,
 applies it to the instrument's builder restored from a Table, publishes what closed and stores the new state.
-Per message, in this order:
+It takes messages in batches (`take_events`) so the per-batch work (broker round trips, table writes) is paid
+once per batch, not per message. Per batch, in this order:
 
-1. closed candles go to `market.candles.<tf>` and rejected input to `ops.dlq`, and the agent waits for the broker
-   to confirm them;
-2. only then is the builder's state (which records the batch's offset) written to the table, so the changelog
-   never claims a batch whose candles could still be lost;
-3. Faust acknowledges the message when the next one is taken and commits acknowledged offsets after flushing the
-   changelog, so a crash makes Kafka redeliver at most batches the restored state has already applied, which the
-   builder recognises by offset and skips.
+1. every message is applied to its instrument's builder; closed candles go to `market.candles.<tf>` and rejected
+   input to `ops.dlq`, and the agent waits for the broker to confirm them;
+2. only then is each touched instrument's new state (which records the offset of the last batch applied) written
+   to the table, once, and the agent waits until the broker has confirmed those changelog records too;
+3. the batch is acknowledged when the body returns, and Faust commits only acknowledged offsets, so a committed
+   offset always implies its state is in the changelog: a crash makes Kafka redeliver at most messages the
+   restored state has already applied, which the builder recognises by offset and skips.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from tradepulse.settings import Settings
 logger = logging.getLogger(__name__)
 
 PROCESSING_ERROR = "processing_error"
+TICK_BATCH_WAIT_S = 0.05
+"""How long a partial batch of tick messages waits for more before it is processed."""
 
 
 @dataclass
@@ -98,6 +101,55 @@ def _late_letter(message: Message, batch: TickBatch, result: BatchResult) -> Dea
     return letter_for_message(message, LATE_TICK, result.late.reason, payload=encode(late))
 
 
+async def _apply_tick_batch(
+    messages: list[Message],
+    builders: faust.Table,
+    candle_topics: dict[str, faust.TopicT],
+    dlq: faust.TopicT,
+    grace_ms: int,
+    stats: WorkerStats,
+) -> None:
+    """Steps 1 and 2 of the module docstring for one batch of `market.ticks` messages."""
+    states: dict[str, tuple[int, dict[str, Any]]] = {}
+    pending = []
+    letters: list[DeadLetter] = []
+    accepted = 0
+    for message in messages:
+        stats.messages += 1
+        key = message.key.decode(errors="replace") if message.key else None
+        state = None
+        if key is not None:
+            state = states[key][1] if key in states else builders.get(key)
+        try:
+            step = process_tick_message(message, state, grace_ms)
+        except Exception as exc:  # a bug must cost one dead letter, not the stream
+            logger.exception("processing %s[%d]@%d failed", message.topic, message.partition, message.offset)
+            step = TickStep(letters=[letter_for_message(message, PROCESSING_ERROR, repr(exc))])
+        if step.skipped:
+            stats.redelivered_batches += 1
+            continue
+        for candle in step.candles:
+            pending.append(await candle_topics[candle.timeframe].send(key=message.key, value=encode(candle)))
+            stats.candles[candle.timeframe] += 1
+        letters += step.letters
+        if step.state is not None and step.instrument is not None:
+            states[step.instrument] = (message.partition, step.state)
+        accepted += step.accepted_ticks
+    if letters:
+        await send_dead_letters(dlq, letters, stats)
+    for future in pending:
+        await future
+    # The state goes to the changelog partition of the message it came from (the instrument's partition), as
+    # `builders[key] = state` would do inside a one-message stream; the futures resolve once the broker has it.
+    changelog = []
+    for instrument, (partition, state) in states.items():
+        changelog.append(builders.send_changelog(partition, instrument, state))
+        builders.data[instrument] = state
+    for future in changelog:
+        await future
+    stats.ticks += accepted
+
+
 def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStats, db: DatabaseWriter) -> None:
     """Declare build_candles, the candle and dead-letter sinks and the heartbeat on `app`."""
     prefix = settings.kafka.topic_prefix
@@ -115,32 +167,9 @@ def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStat
 
     @app.agent(ticks, name=f"{app_id}.build_candles")
     async def build_candles(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            message = event.message
-            stats.messages += 1
-            state = None
-            key = message.key.decode(errors="replace") if message.key else None
-            if key is not None:
-                state = builders.get(key)
-            try:
-                step = process_tick_message(message, state, grace_ms)
-            except Exception as exc:  # a bug must cost one dead letter, not the stream
-                logger.exception("processing %s[%d]@%d failed", message.topic, message.partition, message.offset)
-                step = TickStep(letters=[letter_for_message(message, PROCESSING_ERROR, repr(exc))])
-            if step.skipped:
-                stats.redelivered_batches += 1
-                continue
-            pending = []
-            for candle in step.candles:
-                pending.append(await candle_topics[candle.timeframe].send(key=message.key, value=encode(candle)))
-                stats.candles[candle.timeframe] += 1
-            if step.letters:
-                await send_dead_letters(dlq, step.letters, stats)
-            for future in pending:
-                await future
-            if step.state is not None and step.instrument is not None:
-                builders[step.instrument] = step.state
-            stats.ticks += step.accepted_ticks
+        async for events in stream.take_events(settings.worker.tick_batch_messages, within=TICK_BATCH_WAIT_S):
+            await _apply_tick_batch([event.message for event in events], builders, candle_topics, dlq, grace_ms,
+                                    stats)
 
     register_sinks(app, settings, stats, db)
     register_heartbeat(app, settings, stats, db)

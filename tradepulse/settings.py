@@ -36,6 +36,7 @@ class WorkerSettings(BaseModel):
 
     app_id: str = "tradepulse"
     late_tick_grace_ms: int = Field(default=5_000, ge=0)
+    tick_batch_messages: int = Field(default=200, ge=1, description="market.ticks messages build_candles takes at once")
     sink_batch_size: int = Field(default=1_000, ge=1)
     sink_flush_s: float = Field(default=0.5, gt=0)
     session_timeout_s: float = 10.0
