@@ -123,6 +123,8 @@ class HigherTimeframes(Stateful):
     A higher bar `[s, s + span)` closes with the base bar that ends at `s + span`, or, when that bar is missing,
     when the first base bar of a later bucket arrives. `update` returns the higher bars a base bar closes, oldest
     first, so they can be delivered before the base bar itself: a strategy never sees an unfinished higher bar.
+    The bucket the very first base bar falls in is not emitted unless that bar opens it: its earlier part was
+    never seen, so its high, low and open would be wrong.
     """
 
     def __init__(self, base_timeframe: str, timeframes: Iterable[str]) -> None:
@@ -135,17 +137,24 @@ class HigherTimeframes(Stateful):
                 raise ValueError(f"higher timeframe {tf} is not a multiple of the base timeframe {base_timeframe}")
             self.spans.append([tf, span])
         self.open: dict[str, list[float] | None] = {tf: None for tf, _ in self.spans}
+        self.started = False
+        self.partial: list[str] = []
+        """Timeframes whose open bucket began before the first base bar: dropped when they close."""
 
     def update(self, bar: Bar) -> list[tuple[str, Bar]]:
         closed: list[tuple[str, Bar]] = []
         completed: list[tuple[str, Bar]] = []
+        first = not self.started
+        self.started = True
         for tf, span in self.spans:
             bucket = bar.ts - bar.ts % span
             current = self.open[tf]
             if current is not None and int(current[0]) != bucket:
-                closed.append((tf, _higher_bar(current)))
+                self._emit(tf, current, closed)
                 current = None
             if current is None:
+                if first and bar.ts != bucket:
+                    self.partial.append(tf)
                 current = [bucket, bar.open, bar.high, bar.low, bar.close, bar.volume]
             else:
                 current[2] = max(current[2], bar.high)
@@ -153,10 +162,16 @@ class HigherTimeframes(Stateful):
                 current[4] = bar.close
                 current[5] += bar.volume
             if bar.ts + self.base_ms >= bucket + span:
-                completed.append((tf, _higher_bar(current)))
+                self._emit(tf, current, completed)
                 current = None
             self.open[tf] = current
         return closed + completed
+
+    def _emit(self, tf: str, values: list[float], out: list[tuple[str, Bar]]) -> None:
+        if tf in self.partial:
+            self.partial.remove(tf)
+            return
+        out.append((tf, _higher_bar(values)))
 
 
 def _higher_bar(values: list[float]) -> Bar:

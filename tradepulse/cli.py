@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tradepulse.commands import api, backtest, data, db, run, stack, strategies, topics, worker
+from tradepulse.commands import api, backtest, data, db, run, stack, strategies, topics, train, worker
 
 app = typer.Typer(help="TradePulse: crypto trading over a Kafka log with TimescaleDB views.", no_args_is_help=True)
 app.add_typer(stack.app, name="stack", help="Start, stop and inspect the local Kafka + PostgreSQL stack.")
@@ -13,6 +13,7 @@ app.add_typer(topics.app, name="topics", help="Create and describe the log's top
 app.add_typer(data.app, name="data", help="Market data in: import, backfill, synthetic data, feeds.")
 app.command("backtest")(backtest.backtest)
 app.command("strategies")(strategies.strategies)
+app.command("train")(train.train)
 app.command("worker")(worker.worker)
 app.command("api")(api.serve)
 app.command("run")(run.run)

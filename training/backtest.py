@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from agents.bars import Bar, BarSeries, FloatArray, IntArray
+from agents.bars import Bar, BarSeries, FloatArray, HigherTimeframes, IntArray
 from agents.execution.risk import RiskConfig
 from agents.execution.session import TradingSession
 from agents.execution.simulator import Events, ExecutionConfig, ExecutionSimulator, Fill, LowerBars, Rejection, Trade
@@ -117,7 +117,15 @@ def lower_bars_finder(series: BarSeries, lower: BarSeries | None) -> Callable[[i
     return finder
 
 
-def check_enough_bars(strategy: Strategy, series: BarSeries, warmup: int) -> None:
+def check_runnable(strategy: Strategy, series: BarSeries, warmup: int) -> None:
+    """Refuse a backtest whose strategy cannot use this timeframe or that has too few bars to trade."""
+    wanted = strategy.higher_timeframes()
+    if wanted:
+        try:
+            HigherTimeframes(series.timeframe, wanted)
+        except ValueError as exc:
+            raise BacktestError(f"{strategy.name} with {strategy.params} cannot trade {series.timeframe} bars: {exc}")\
+                from exc
     needed = max(warmup, strategy.warmup_bars()) + 2
     if len(series) < needed:
         raise BacktestError(
@@ -137,7 +145,7 @@ def run_backtest(
 ) -> BacktestResult:
     """Backtest `strategy` (a fresh instance: it is consumed) over `series`."""
     config = config or BacktestConfig()
-    check_enough_bars(strategy, series, warmup)
+    check_runnable(strategy, series, warmup)
     if path != "event":
         from training.fast import run_fast
 

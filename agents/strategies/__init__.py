@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from agents.strategies.base import ParamError, Strategy
+from agents.strategies.donchian import DonchianBreakout
+from agents.strategies.ema_trend import EmaTrend
+from agents.strategies.htf_sweep import HtfSweep
+from agents.strategies.rsi_bollinger import RsiBollinger
 from agents.strategies.sma_cross import SmaCross
+from agents.strategies.volume_breakout import VolumeBreakout
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (SmaCross,)}
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (SmaCross, EmaTrend, RsiBollinger, DonchianBreakout, VolumeBreakout, HtfSweep)
+}
 
 
 class UnknownStrategy(ParamError):

@@ -8,16 +8,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from tradepulse.commands.output import fail
+from tradepulse.commands.output import fail, report_console
 
 if TYPE_CHECKING:
     from training.backtest import BacktestConfig, BacktestResult
     from training.data import DataReport, DataRequest
 
-console = Console(soft_wrap=True)
+console = report_console()
 
 StrategyOption = Annotated[str, typer.Option("--strategy", "-s", help="strategy name (see tradepulse strategies)")]
 ParamOption = Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE, repeatable")]
