@@ -44,6 +44,13 @@ class WorkerSettings(BaseModel):
     web_port: int = Field(default=6066, ge=0, description="Faust web server port on 127.0.0.1; 0 turns it off")
 
 
+class TrainingSettings(BaseModel):
+    """Optimisation studies shared through PostgreSQL."""
+
+    heartbeat_s: int = Field(default=10, ge=1, description="how often a running trial reports it is alive")
+    grace_s: int = Field(default=30, ge=2, description="silence after which a trial counts as dead and is retried")
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -59,6 +66,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     database: DatabaseSettings = DatabaseSettings()
     worker: WorkerSettings = WorkerSettings()
+    training: TrainingSettings = TrainingSettings()
     api: ApiSettings = ApiSettings()
 
 

@@ -148,7 +148,8 @@ def train(
                      params=trial.user_attrs.get("params", trial.params),
                      metrics={**trial.user_attrs.get("metrics", {}),
                               **({"pruned": trial.user_attrs["pruned"]} if "pruned" in trial.user_attrs else {})},
-                     objective=trial.value, state=trial.state.name, data_start_ms=data_start,
+                     objective=trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None,
+                     state=trial.state.name, data_start_ms=data_start,
                      data_end_ms=int(in_sample.ts[-1]) + series.span_ms)
         conn.commit()
 

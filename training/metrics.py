@@ -76,6 +76,14 @@ def drawdown(equity: FloatArray, initial: float) -> Drawdown:
     return Drawdown(float(depth.max()) * 100.0, longest)
 
 
+def annualised(growth: float, years: float) -> float | None:
+    """Compound annual growth, None when undefined or beyond a float (a big gain over a few bars)."""
+    if years <= 0 or growth <= 0:
+        return None
+    exponent = math.log(growth) / years
+    return math.expm1(exponent) if exponent < 700 else None
+
+
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -109,7 +117,7 @@ def compute_metrics(
     returns = bar_returns(equity, initial)
     dd = drawdown(equity, initial)
     growth = final / initial
-    cagr = growth ** (1.0 / years) - 1.0 if years > 0 and growth > 0 else None
+    cagr = annualised(growth, years)
     pnl = trades.pnl
     trade_returns = trades.return_pct
     count = len(trades)

@@ -28,6 +28,7 @@ import optuna
 from agents.bars import BarSeries
 from agents.strategies import strategy_class
 from agents.strategies.base import ChoiceParam, FloatParam, IntParam, ParamError, Strategy
+from tradepulse.settings import Settings
 from training.backtest import BacktestConfig, BacktestError, BacktestResult, run_backtest
 from training.progress import StageProgress
 
@@ -122,20 +123,25 @@ def storage_url(database_url: str) -> str:
     return database_url
 
 
-HEARTBEAT_S = 10
-GRACE_S = 30
-"""A trial whose process sent no heartbeat for this long is failed and queued again."""
+STORAGE_LOCK = 0x7470_6f70_7475_6e61 & 0x7FFF_FFFF_FFFF_FFFF
+"""Advisory lock key held while optuna's tables are checked or created."""
 
 
-def rdb_storage(database_url: str) -> optuna.storages.RDBStorage:
-    """optuna's storage in the `optuna` schema, with heartbeats so a dead worker's trial is retried."""
-    with warnings.catch_warnings():
+def rdb_storage(settings: Settings) -> optuna.storages.RDBStorage:
+    """optuna's storage in the `optuna` schema, with heartbeats: a trial whose process has been silent for
+    `training.grace_s` is failed and queued again by whoever continues the study."""
+    import psycopg
+
+    # optuna creates its tables on first use; two processes doing it at once collide, so they take turns.
+    with psycopg.connect(settings.database.url, connect_timeout=10, autocommit=True) as lock, \
+            warnings.catch_warnings():
+        lock.execute("SELECT pg_advisory_lock(%s)", (STORAGE_LOCK,))
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
-            storage_url(database_url),
+            storage_url(settings.database.url),
             engine_kwargs={"connect_args": {"options": "-c search_path=optuna"}, "pool_pre_ping": True},
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=GRACE_S,
+            heartbeat_interval=settings.training.heartbeat_s,
+            grace_period=settings.training.grace_s,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
         )
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from agents.bars import BarSeries, FloatArray
 from training.backtest import BacktestResult, run_backtest
-from training.metrics import YEAR_MS, TradeTable, compute_metrics
+from training.metrics import YEAR_MS, TradeTable, annualised, compute_metrics
 from training.optimize import Evaluation, SearchSpec, optimise, ranked_trials
 
 logger = logging.getLogger(__name__)
@@ -122,10 +122,9 @@ def trade_window(evaluation: Evaluation, params: dict[str, Any], series: BarSeri
 def annualised_return(metrics: dict[str, Any], bar_ms: int) -> float | None:
     bars = metrics.get("bars") or 0
     final, initial = metrics.get("final_equity"), metrics.get("initial_equity")
-    if not bars or not final or not initial or final <= 0:
+    if not bars or not final or not initial:
         return None
-    years = bars * bar_ms / YEAR_MS
-    return (final / initial) ** (1 / years) - 1
+    return annualised(final / initial, bars * bar_ms / YEAR_MS)
 
 
 def walk_forward(search: SearchSpec, series: BarSeries, spec: WalkForwardSpec) -> WalkForwardResult:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Iterable
+from typing import ClassVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -238,50 +240,49 @@ def rsi(x: FloatArray, period: int) -> FloatArray:
 # --------------------------------------------------------------------------------------------------- channels
 
 
-class Highest(Stateful):
+class _Extreme(Stateful):
+    """The extreme (`pick`) of the last `period` values."""
+
+    pick: ClassVar[Callable[[Iterable[float]], float]]
+
+    def __init__(self, period: int) -> None:
+        self.period = _check_period(period)
+        self.window: deque[float] = deque(maxlen=period)
+        self.value = NAN
+
+    def update(self, x: float) -> float:
+        self.window.append(x)
+        if len(self.window) == self.period:
+            self.value = type(self).pick(self.window)
+        return self.value
+
+
+class Highest(_Extreme):
     """Highest value of the last `period` values."""
 
-    def __init__(self, period: int) -> None:
-        self.period = _check_period(period)
-        self.window: deque[float] = deque(maxlen=period)
-        self.value = NAN
-
-    def update(self, x: float) -> float:
-        self.window.append(x)
-        if len(self.window) == self.period:
-            self.value = max(self.window)
-        return self.value
+    pick = max
 
 
-class Lowest(Stateful):
+class Lowest(_Extreme):
     """Lowest value of the last `period` values."""
 
-    def __init__(self, period: int) -> None:
-        self.period = _check_period(period)
-        self.window: deque[float] = deque(maxlen=period)
-        self.value = NAN
+    pick = min
 
-    def update(self, x: float) -> float:
-        self.window.append(x)
-        if len(self.window) == self.period:
-            self.value = min(self.window)
-        return self.value
+
+def _rolling(x: FloatArray, period: int, reduce: Callable[..., FloatArray]) -> FloatArray:
+    _check_period(period)
+    out = _nan_array(len(x))
+    if len(x) >= period:
+        out[period - 1:] = reduce(sliding_window_view(x, period), axis=1)
+    return out
 
 
 def highest(x: FloatArray, period: int) -> FloatArray:
-    _check_period(period)
-    out = _nan_array(len(x))
-    if len(x) >= period:
-        out[period - 1:] = sliding_window_view(x, period).max(axis=1)
-    return out
+    return _rolling(x, period, np.max)
 
 
 def lowest(x: FloatArray, period: int) -> FloatArray:
-    _check_period(period)
-    out = _nan_array(len(x))
-    if len(x) >= period:
-        out[period - 1:] = sliding_window_view(x, period).min(axis=1)
-    return out
+    return _rolling(x, period, np.min)
 
 
 def shifted(x: FloatArray, bars: int = 1) -> FloatArray:

@@ -126,6 +126,17 @@ class ChoiceParam:
 
 Param = IntParam | FloatParam | ChoiceParam
 
+DIRECTION = ChoiceParam("long", ("long", "short", "both"), help="which sides to trade")
+"""The `direction` parameter of strategies that can trade either side."""
+REWARD_RISK = FloatParam(2.0, 0.5, 20.0, step=0.5, help="take-profit distance in multiples of the risk",
+                         search=(1.0, 4.0))
+"""The `rr` parameter of strategies whose take-profit is a multiple of the stop distance."""
+
+
+def sides(direction: str) -> tuple[bool, bool]:
+    """(trades longs, trades shorts) for a `direction` value."""
+    return direction != "short", direction != "long"
+
 
 @dataclass(frozen=True, slots=True)
 class Intent:

@@ -11,7 +11,7 @@ import numpy as np
 from agents.bars import Bar, BarSeries
 from agents.indicators import ATR, Highest, Lowest, atr, highest, lowest, shifted
 from agents.strategies.base import (
-    ChoiceParam,
+    DIRECTION,
     FloatParam,
     Intent,
     IntParam,
@@ -20,6 +20,7 @@ from agents.strategies.base import (
     Strategy,
     enter,
     exit_,
+    sides,
 )
 
 
@@ -53,7 +54,7 @@ class DonchianBreakout(Strategy):
                                 search=(5, 30, 5)),
         "atr_period": IntParam(14, 2, 200, help="bars of the ATR", search=(7, 28, 7)),
         "atr_stop": FloatParam(2.0, 0.1, 20.0, step=0.5, help="stop-loss distance in ATRs", search=(1.0, 4.0)),
-        "direction": ChoiceParam("long", ("long", "short", "both"), help="which sides to trade"),
+        "direction": DIRECTION,
     }
 
     @classmethod
@@ -90,8 +91,7 @@ class DonchianBreakout(Strategy):
             return ()
         close = bar.close
         stop_atr = self.params["atr_stop"]
-        direction = self.params["direction"]
-        longs, shorts = direction != "short", direction != "long"
+        longs, shorts = sides(self.params["direction"])
         intents: list[Intent] = []
         if longs and close < exit_low:
             intents.append(exit_("long", reason="close below the exit channel"))

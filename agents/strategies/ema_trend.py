@@ -11,7 +11,7 @@ import numpy as np
 from agents.bars import Bar, BarSeries
 from agents.indicators import ATR, EMA, atr, ema, shifted
 from agents.strategies.base import (
-    ChoiceParam,
+    DIRECTION,
     FloatParam,
     Intent,
     IntParam,
@@ -20,6 +20,7 @@ from agents.strategies.base import (
     Strategy,
     enter,
     exit_,
+    sides,
 )
 
 
@@ -50,7 +51,7 @@ class EmaTrend(Strategy):
         "atr_stop": FloatParam(2.0, 0.1, 20.0, step=0.5, help="stop-loss distance in ATRs", search=(1.0, 4.0)),
         "atr_target": FloatParam(0.0, 0.0, 50.0, step=1.0, help="take-profit distance in ATRs, 0 for none",
                                  search=(0.0, 6.0)),
-        "direction": ChoiceParam("long", ("long", "short", "both"), help="which sides to trade"),
+        "direction": DIRECTION,
     }
 
     @classmethod
@@ -79,8 +80,7 @@ class EmaTrend(Strategy):
             return ()
         up = prev_fast < prev_slow and fast > slow
         down = prev_fast > prev_slow and fast < slow
-        direction = self.params["direction"]
-        longs, shorts = direction != "short", direction != "long"
+        longs, shorts = sides(self.params["direction"])
         stop_atr, target_atr = self.params["atr_stop"], self.params["atr_target"]
         intents: list[Intent] = []
         if longs and down:
@@ -110,8 +110,7 @@ class EmaTrend(Strategy):
         ready = ~np.isnan(volatility)
         up = ready & (prev_fast < prev_slow) & (fast > slow)
         down = ready & (prev_fast > prev_slow) & (fast < slow)
-        direction = self.params["direction"]
-        longs, shorts = direction != "short", direction != "long"
+        longs, shorts = sides(self.params["direction"])
         stop_atr, target_atr = self.params["atr_stop"], self.params["atr_target"]
         out = Signals.empty(len(series))
         if longs:

@@ -7,7 +7,18 @@ from collections.abc import Sequence
 
 from agents.bars import Bar, BarSeries, higher_bars
 from agents.state import Stateful
-from agents.strategies.base import ChoiceParam, FloatParam, Intent, IntParam, Side, Signals, Strategy, enter
+from agents.strategies.base import (
+    DIRECTION,
+    REWARD_RISK,
+    ChoiceParam,
+    FloatParam,
+    Intent,
+    IntParam,
+    Side,
+    Signals,
+    Strategy,
+    enter,
+)
 
 
 class SweepSetup(Stateful):
@@ -98,9 +109,8 @@ class HtfSweep(Strategy):
                                  search=(1, 6, 1)),
         "buffer_pct": FloatParam(0.1, 0.0, 10.0, step=0.05, help="stop-loss beyond the swept extreme, in percent",
                                  search=(0.0, 0.5)),
-        "rr": FloatParam(2.0, 0.5, 20.0, step=0.5, help="take-profit distance in multiples of the risk",
-                         search=(1.0, 4.0)),
-        "direction": ChoiceParam("long", ("long", "short", "both"), help="which sides to trade"),
+        "rr": REWARD_RISK,
+        "direction": DIRECTION,
     }
 
     def setup(self) -> None:

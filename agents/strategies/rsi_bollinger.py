@@ -11,7 +11,7 @@ import numpy as np
 from agents.bars import Bar, BarSeries
 from agents.indicators import RSI, SMA, RollingStd, rolling_std, rsi, sma
 from agents.strategies.base import (
-    ChoiceParam,
+    DIRECTION,
     FloatParam,
     Intent,
     IntParam,
@@ -20,6 +20,7 @@ from agents.strategies.base import (
     Strategy,
     enter,
     exit_,
+    sides,
 )
 
 
@@ -54,7 +55,7 @@ class RsiBollinger(Strategy):
                                  search=(60.0, 80.0)),
         "stop_pct": FloatParam(3.0, 0.1, 50.0, step=0.5, help="stop-loss distance in percent of the close",
                                search=(1.0, 5.0)),
-        "direction": ChoiceParam("long", ("long", "short", "both"), help="which sides to trade"),
+        "direction": DIRECTION,
     }
 
     @classmethod
@@ -83,8 +84,7 @@ class RsiBollinger(Strategy):
         k = self.params["k"]
         oversold, overbought = self.params["oversold"], self.params["overbought"]
         stop_pct = self.params["stop_pct"]
-        direction = self.params["direction"]
-        longs, shorts = direction != "short", direction != "long"
+        longs, shorts = sides(self.params["direction"])
         intents: list[Intent] = []
         if longs and (close > middle or strength > overbought):
             intents.append(exit_("long", reason="back above the middle band or RSI overbought"))

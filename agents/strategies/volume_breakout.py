@@ -9,7 +9,7 @@ import numpy as np
 
 from agents.bars import Bar, BarSeries
 from agents.indicators import SMA, Highest, Lowest, highest, lowest, shifted, sma
-from agents.strategies.base import ChoiceParam, FloatParam, Intent, IntParam, Signals, Strategy, enter
+from agents.strategies.base import DIRECTION, REWARD_RISK, FloatParam, Intent, IntParam, Signals, Strategy, enter
 
 
 class VolumeBreakout(Strategy):
@@ -43,9 +43,8 @@ class VolumeBreakout(Strategy):
                                search=(1.0, 3.0)),
         "stop_frac": FloatParam(0.5, 0.1, 1.0, step=0.25, help="stop-loss depth into the range, 1 = far side",
                                 search=(0.25, 1.0)),
-        "rr": FloatParam(2.0, 0.5, 20.0, step=0.5, help="take-profit distance in multiples of the risk",
-                         search=(1.0, 4.0)),
-        "direction": ChoiceParam("long", ("long", "short", "both"), help="which sides to trade"),
+        "rr": REWARD_RISK,
+        "direction": DIRECTION,
     }
 
     def setup(self) -> None:

@@ -177,7 +177,7 @@ def _run_jobs(settings: Settings, specs: dict[str, TrainingSpec], series_list: l
     kafka = KafkaProgress(settings)
     job_id = uuid.uuid4().hex
     try:
-        storage = rdb_storage(settings.database.url)
+        storage = rdb_storage(settings)
         with psycopg.connect(settings.database.url, connect_timeout=10) as conn, \
                 Reporter(job_id, console=console, sinks=[kafka]) as reporter:
             with reporter.stage("jobs", len(jobs), "studies") as overall:
