@@ -243,3 +243,15 @@ def test_bad_training_input_is_refused_and_nothing_is_written(settings: Settings
     assert count(settings, "trained_configurations") == 0
 
 
+
+
+def test_train_all_turns_the_demo_data_into_fifty_configurations(settings: Settings) -> None:
+    imported(settings, *(p.name for p in sorted(DEMO.glob("*.csv"))))
+    result = ok(tradepulse(settings, "train", "--all", "--trials", "8", "--wf-trials", "4", "--wf-windows", "2",
+                           "--permutations", "5", "--min-trades", "3", timeout=900))
+    found = rows(settings, "SELECT strategy, symbols[1], timeframe, stage FROM trained_configurations")
+    assert len(found) >= 50, result.stdout[-2000:]
+    assert len({strategy for strategy, _, _, _ in found}) >= 6
+    assert len({symbol for _, symbol, _, _ in found}) >= 3
+    assert "skipped HTF_SWEEP on BTC/USD 1d" in result.stderr  # no higher timeframe above daily bars
+    assert count(settings, "lifecycle_decisions") == len(found)

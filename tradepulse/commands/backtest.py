@@ -78,7 +78,7 @@ def data_request(
     start: str | None, end: str | None, default_exchange: str,
 ) -> DataRequest:
     from streams.keys import TIMEFRAMES
-    from tradepulse.commands.data import _symbols, _time
+    from tradepulse.commands.data import parse_symbols, parse_time
     from training.data import SOURCES, DataRequest
 
     if csv is not None:
@@ -89,7 +89,7 @@ def data_request(
         raise typer.BadParameter("--source csv needs --csv PATH", param_hint="--csv")
     if timeframe is not None and timeframe not in TIMEFRAMES:
         raise typer.BadParameter(f"expected one of {', '.join(TIMEFRAMES)}", param_hint="--timeframe")
-    start_ms, end_ms = _time(start, "--from"), _time(end, "--to")
+    start_ms, end_ms = parse_time(start, "--from"), parse_time(end, "--to")
     if start_ms is not None and end_ms is not None and start_ms >= end_ms:
         raise typer.BadParameter("the range is empty: --from must be before --to", param_hint="--from")
     if source != "csv" and symbol is None:
@@ -97,7 +97,7 @@ def data_request(
     return DataRequest(
         source=source,  # type: ignore[arg-type]
         exchange=exchange if exchange or source == "csv" else default_exchange,
-        symbol=_symbols(symbol)[0] if symbol else None,
+        symbol=parse_symbols(symbol)[0] if symbol else None,
         timeframe=timeframe if timeframe or source == "csv" else "1h",
         start_ms=start_ms,
         end_ms=end_ms,

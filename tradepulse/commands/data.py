@@ -32,7 +32,7 @@ T = TypeVar("T")
 DEFAULT_SYMBOLS = "BTC/USDT,ETH/USDT,SOL/USDT"
 
 
-def _time(text: str | None, option: str) -> int | None:
+def parse_time(text: str | None, option: str) -> int | None:
     """Epoch ms from an ISO date-time or epoch number given on the command line."""
     from tradepulse.marketdata.importer import RowError, parse_timestamp
 
@@ -44,7 +44,7 @@ def _time(text: str | None, option: str) -> int | None:
         raise typer.BadParameter(f"{exc}; expected an ISO date-time like 2024-01-01T00:00", param_hint=option) from exc
 
 
-def _symbols(text: str) -> list[str]:
+def parse_symbols(text: str) -> list[str]:
     from tradepulse.marketdata.importer import RowError, normalize_symbol
 
     try:
@@ -232,8 +232,8 @@ def synth(
         raise typer.BadParameter("give --out FILE and/or --publish ticks|candles", param_hint="--out/--publish")
     if publish not in (None, "ticks", "candles"):
         raise typer.BadParameter("expected ticks or candles", param_hint="--publish")
-    names = _symbols(symbols)
-    start_ms = _time(start, "--start") or 0
+    names = parse_symbols(symbols)
+    start_ms = parse_time(start, "--start") or 0
     start_ms -= start_ms % MINUTE_MS
     minutes = round(days * 1440)
     try:
@@ -316,10 +316,10 @@ def backfill(
 
     configure_logging("WARNING")
     tf = _timeframe(timeframe)
-    names = _symbols(symbols)
-    since_ms = _time(since, "--since") or 0
+    names = parse_symbols(symbols)
+    since_ms = parse_time(since, "--since") or 0
     now_ms = int(time.time() * 1000)
-    until_ms = min(_time(until, "--until") or now_ms, now_ms)
+    until_ms = min(parse_time(until, "--until") or now_ms, now_ms)
     settings = get_settings()
 
     async def main() -> list[Any]:
@@ -410,15 +410,15 @@ def feed(
     configure_logging()
     if source not in ("replay", "synth", "ccxt"):
         raise typer.BadParameter("expected replay, synth or ccxt", param_hint="--source")
-    names = _symbols(symbols)
+    names = parse_symbols(symbols)
     settings = get_settings()
     stats = FeedStats()
 
     if source == "replay":
         runner = _replay_runner(settings, stats, exchange or settings.exchange, names, _timeframe(timeframe),
-                                _time(since, "--since"), _time(until, "--until"), speed, batch_ms, max_batch)
+                                parse_time(since, "--since"), parse_time(until, "--until"), speed, batch_ms, max_batch)
     elif source == "synth":
-        runner = _synth_runner(settings, stats, exchange or "synthetic", names, seed, _time(start, "--start"),
+        runner = _synth_runner(settings, stats, exchange or "synthetic", names, seed, parse_time(start, "--start"),
                                days, ticks_per_minute, speed, batch_ms, max_batch)
     else:
         runner = _ccxt_runner(settings, stats, exchange or settings.exchange, names, mode, poll_interval,

@@ -86,7 +86,7 @@ def train(
     from agents.strategies import STRATEGIES, strategy_class
     from agents.strategies.base import ParamError
     from streams.keys import TIMEFRAMES
-    from tradepulse.commands.data import _symbols
+    from tradepulse.commands.data import parse_symbols
     from tradepulse.logs import configure_logging
     from tradepulse.settings import get_settings
     from training.jobs import TrainingSpec
@@ -132,7 +132,7 @@ def train(
     else:
         if not symbols:
             raise typer.BadParameter("name the --symbols to train on (or use --all)", param_hint="--symbols")
-        series_list = [(exchange or settings.exchange, s, timeframe) for s in _symbols(symbols)]
+        series_list = [(exchange or settings.exchange, s, timeframe) for s in parse_symbols(symbols)]
     _run_jobs(settings, specs, series_list, source, start, end)
 
 
@@ -152,7 +152,7 @@ def _run_jobs(settings: Settings, specs: dict[str, TrainingSpec], series_list: l
     import psycopg
     import sqlalchemy.exc
 
-    from tradepulse.commands.data import _time
+    from tradepulse.commands.data import parse_time
     from tradepulse.logs import redact_url
     from training.backtest import BacktestError
     from training.data import DataError, DataRequest, load_series
@@ -160,7 +160,7 @@ def _run_jobs(settings: Settings, specs: dict[str, TrainingSpec], series_list: l
     from training.optimize import rdb_storage
     from training.progress import KafkaProgress, Reporter
 
-    start_ms, end_ms = _time(start, "--from"), _time(end, "--to")
+    start_ms, end_ms = parse_time(start, "--from"), parse_time(end, "--to")
     if start_ms is not None and end_ms is not None and start_ms >= end_ms:
         raise typer.BadParameter("the range is empty: --from must be before --to", param_hint="--from")
     began = time.monotonic()
