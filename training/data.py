@@ -50,8 +50,10 @@ class DataRequest:
     csv_path: Path | None = None
 
     def describe(self) -> str:
-        where = str(self.csv_path) if self.source == "csv" else self.source
-        return f"{self.exchange or '?'} {self.symbol or '?'} {self.timeframe or '?'} from {where}"
+        if self.source == "csv":
+            known = " ".join(v for v in (self.exchange, self.symbol, self.timeframe) if v)
+            return f"{known + ' ' if known else ''}candles from {self.csv_path}"
+        return f"{self.exchange} {self.symbol} {self.timeframe} from the {self.source}"
 
 
 @dataclass
@@ -170,10 +172,12 @@ def _csv_candles(request: DataRequest) -> tuple[list[Candle], str]:
         listed = "\n  ".join(f"line {r.line}: {r.reason}" for r in bad[:MAX_LISTED])
         raise CorruptData(f"{len(bad)} row(s) of {path.name} could not be read as candles; none of the file was "
                           f"used:\n  {listed}")
-    duplicates = [d for d in report.duplicates if d.symbol == symbol]
-    if duplicates:
-        listed = "\n  ".join(f"line {d.line} repeats the bucket of line {d.kept_line}" for d in duplicates[:MAX_LISTED])
-        raise CorruptData(f"{len(duplicates)} duplicate row(s) in {path.name}; none of the file was used:\n  {listed}")
+    conflicting = [d for d in report.duplicates if d.symbol == symbol and not d.identical]
+    if conflicting:
+        listed = "\n  ".join(f"line {d.line} gives other values for the bucket of line {d.kept_line}"
+                             for d in conflicting[:MAX_LISTED])
+        raise CorruptData(f"{len(conflicting)} conflicting duplicate row(s) in {path.name}; none of the file was "
+                          f"used:\n  {listed}")
     return [c for c in parsed.candles if c.symbol == symbol], report.timeframe
 
 

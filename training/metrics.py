@@ -88,13 +88,19 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def sharpe_ratio(returns: FloatArray, periods_per_year: float) -> float | None:
+def dispersion(returns: FloatArray) -> float | None:
+    """Sample standard deviation, or None when the returns are constant up to rounding (a ratio over it would be
+    noise divided by noise)."""
     if len(returns) < 2:
         return None
     std = float(returns.std(ddof=1))
-    if std == 0:
-        return None
-    return _finite(float(returns.mean()) / std * math.sqrt(periods_per_year))
+    scale = max(float(np.abs(returns).max()), 1e-300)
+    return std if std > 1e-9 * scale else None
+
+
+def sharpe_ratio(returns: FloatArray, periods_per_year: float) -> float | None:
+    std = dispersion(returns)
+    return None if std is None else _finite(float(returns.mean()) / std * math.sqrt(periods_per_year))
 
 
 def sortino_ratio(returns: FloatArray, periods_per_year: float) -> float | None:

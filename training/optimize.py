@@ -256,7 +256,7 @@ def ranked_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     seen: set[tuple[tuple[str, Any], ...]] = set()
     ranked: list[optuna.trial.FrozenTrial] = []
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    for trial in sorted(complete, key=lambda t: (-(t.value or -math.inf), t.number)):
+    for trial in sorted(complete, key=lambda t: (-(t.value if t.value is not None else -math.inf), t.number)):
         key = tuple(sorted(trial.user_attrs.get("params", trial.params).items()))
         if key not in seen:
             seen.add(key)

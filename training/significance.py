@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from agents.bars import BarSeries, FloatArray
+from training.metrics import dispersion
 
 EULER_GAMMA = 0.5772156649015329
 _NORMAL = NormalDist()
@@ -40,9 +41,10 @@ def expected_max_sharpe(sharpe_variance: float, trials: int) -> float:
 def deflated_sharpe_ratio(returns: FloatArray, trial_sharpes: Sequence[float]) -> float | None:
     """P(true Sharpe > 0) given the best-of-N selection; `trial_sharpes` are every trial's per-bar Sharpe ratio."""
     r = np.asarray(returns, dtype=np.float64)
-    if len(r) < 3 or r.std(ddof=1) == 0:
+    std = dispersion(r)
+    if len(r) < 3 or std is None:
         return None
-    sharpe = float(r.mean() / r.std(ddof=1))
+    sharpe = float(r.mean()) / std
     centred = r - r.mean()
     sigma = float(np.sqrt(np.mean(centred**2)))
     skew = float(np.mean(centred**3) / sigma**3)
@@ -57,10 +59,8 @@ def deflated_sharpe_ratio(returns: FloatArray, trial_sharpes: Sequence[float]) -
 
 def per_bar_sharpe(returns: FloatArray) -> float | None:
     r = np.asarray(returns, dtype=np.float64)
-    if len(r) < 2:
-        return None
-    std = float(r.std(ddof=1))
-    return float(r.mean()) / std if std > 0 else None
+    std = dispersion(r)
+    return None if std is None else float(r.mean()) / std
 
 
 def permuted_series(series: BarSeries, rng: np.random.Generator) -> BarSeries:

@@ -56,15 +56,15 @@ def windows(n: int, spec: WalkForwardSpec) -> list[Window]:
     if spec.mode == "rolling":
         # windows of (train + test) bars step by `test` bars: k tests of length t and one train of length r
         # with r = t * f / (1 - f) must fit: r + k t = n
-        ratio = spec.train_fraction / (1 - spec.train_fraction)
+        ratio = round(spec.train_fraction / (1 - spec.train_fraction), 9)  # 0.8 -> 4, not 4.000000000000001
         test = int(n / (ratio + spec.windows))
         train = n - spec.windows * test
         return [Window((k * test, k * test + train), (k * test + train, (k + 1) * test + train))
                 for k in range(spec.windows)]
     first_train = int(n * spec.train_fraction / (spec.train_fraction + (1 - spec.train_fraction) * spec.windows))
     test = (n - first_train) // spec.windows
-    return [Window((0, first_train + k * test), (first_train + k * test, first_train + (k + 1) * test))
-            for k in range(spec.windows)]
+    ends = [first_train + (k + 1) * test for k in range(spec.windows - 1)] + [n]  # the last window takes the rest
+    return [Window((0, first_train + k * test), (first_train + k * test, end)) for k, end in enumerate(ends)]
 
 
 @dataclass

@@ -82,6 +82,8 @@ class Duplicate:
     kept_line: int
     symbol: str
     ts: int
+    identical: bool = False
+    """Whether the row repeats the kept one exactly (then nothing is lost by dropping it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,7 +488,10 @@ def _build_series(
                     Rejection(row.line, f"timestamp {format_ts(row.ts)} is not aligned to {timeframe}", symbol)
                 )
             elif kept and kept[-1].ts == row.ts:
-                report.duplicates.append(Duplicate(row.line, kept[-1].line, symbol, row.ts))
+                first = kept[-1]
+                same = (row.open, row.high, row.low, row.close, row.volume) == (
+                    first.open, first.high, first.low, first.close, first.volume)
+                report.duplicates.append(Duplicate(row.line, first.line, symbol, row.ts, same))
             else:
                 if kept and row.ts - kept[-1].ts > span:
                     missing = (row.ts - kept[-1].ts) // span - 1
