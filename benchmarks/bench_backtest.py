@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,36 +53,13 @@ def frame_of(series: BarSeries) -> pd.DataFrame:
 
 
 def backtesting_py(frame: pd.DataFrame) -> tuple[Callable[[int, int], float], str]:
-    from backtesting import Strategy
-    from backtesting.lib import FractionalBacktest, crossover
-
-    class Cross(Strategy):
-        fast = 10
-        slow = 30
-
-        def init(self) -> None:
-            close = pd.Series(self.data.Close)
-            self.f = self.I(lambda: close.rolling(self.fast).mean().to_numpy())
-            self.s = self.I(lambda: close.rolling(self.slow).mean().to_numpy())
-
-        def next(self) -> None:
-            if crossover(self.f, self.s):
-                if not self.position:
-                    self.buy()
-            elif crossover(self.s, self.f):
-                self.position.close()
-
-    backtest = FractionalBacktest(frame, Cross, cash=10_000, commission=0.001, fractional_unit=1e-8,
-                                  finalize_trades=True)
-
-    def run(fast: int, slow: int) -> float:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(backtest.run(fast=fast, slow=slow)["Sharpe Ratio"])
-
     import backtesting
 
-    return run, f"backtesting.py {backtesting.__version__}"
+    from tests.backtesting_reference import reference_backtest, run_reference
+
+    backtest = reference_backtest(frame)
+    return (lambda fast, slow: float(run_reference(backtest, fast, slow)["Sharpe Ratio"]),
+            f"backtesting.py {backtesting.__version__}")
 
 
 def bench_vectorbt(frame: pd.DataFrame, repeat: int) -> tuple[float, float, str] | None:
@@ -210,6 +185,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py's per-run progress bars
     np.seterr(all="ignore")
     main()

@@ -8,7 +8,7 @@ vectorised function returns an array of the input's length with NaN over the sam
 - SMA(n): `(C[t] - C[t-n]) / n` where `C` is the running total of every value seen (`numpy.cumsum` adds in order,
   so the incremental total is the same float). O(1) per bar.
 - EMA(n): seeded with the SMA of the first n values, then `e += a * (x - e)` with `a = 2 / (n + 1)`.
-- Wilder's RMA(n), used by ATR and RSI: seeded with the mean of the first n values, then `(r * (n - 1) + x) / n`.
+- Wilder's RMA(n), used by ATR and RSI: the same with `a = 1 / n`.
 - Rolling standard deviation (population): the SMA as mean, then the squared deviations summed oldest first.
 - Rolling highest / lowest: exact by nature.
 """
@@ -72,12 +72,12 @@ def sma(x: FloatArray, period: int) -> FloatArray:
     return out
 
 
-class EMA(Stateful):
-    """Exponential moving average, seeded with the SMA of the first `period` values."""
+class _Smoothing(Stateful):
+    """An exponential average with weight `alpha`, seeded with the SMA of the first `period` values."""
 
-    def __init__(self, period: int) -> None:
+    def __init__(self, period: int, alpha: float) -> None:
         self.period = _check_period(period)
-        self.alpha = 2.0 / (period + 1)
+        self.alpha = alpha
         self.seed = SMA(period)
         self.value = NAN
 
@@ -89,12 +89,11 @@ class EMA(Stateful):
         return self.value
 
 
-def ema(x: FloatArray, period: int) -> FloatArray:
+def _smooth(x: FloatArray, period: int, alpha: float) -> FloatArray:
     _check_period(period)
     out = _nan_array(len(x))
     if len(x) < period:
         return out
-    alpha = 2.0 / (period + 1)
     value = float(sma(x[:period], period)[-1])
     values = [value]
     for v in x[period:].tolist():
@@ -104,34 +103,26 @@ def ema(x: FloatArray, period: int) -> FloatArray:
     return out
 
 
-class RMA(Stateful):
-    """Wilder's smoothing (the running average ATR and RSI use)."""
+class EMA(_Smoothing):
+    """Exponential moving average: weight 2 / (period + 1)."""
 
     def __init__(self, period: int) -> None:
-        self.period = _check_period(period)
-        self.seed = SMA(period)
-        self.value = NAN
+        super().__init__(_check_period(period), 2.0 / (period + 1))
 
-    def update(self, x: float) -> float:
-        if self.seed.count < self.period:
-            self.value = self.seed.update(x)
-        else:
-            self.value = (self.value * (self.period - 1) + x) / self.period
-        return self.value
+
+def ema(x: FloatArray, period: int) -> FloatArray:
+    return _smooth(x, _check_period(period), 2.0 / (period + 1))
+
+
+class RMA(_Smoothing):
+    """Wilder's smoothing (the running average ATR and RSI use): weight 1 / period."""
+
+    def __init__(self, period: int) -> None:
+        super().__init__(_check_period(period), 1.0 / period)
 
 
 def rma(x: FloatArray, period: int) -> FloatArray:
-    _check_period(period)
-    out = _nan_array(len(x))
-    if len(x) < period:
-        return out
-    value = float(sma(x[:period], period)[-1])
-    values = [value]
-    for v in x[period:].tolist():
-        value = (value * (period - 1) + v) / period
-        values.append(value)
-    out[period - 1:] = values
-    return out
+    return _smooth(x, _check_period(period), 1.0 / period)
 
 
 # ----------------------------------------------------------------------------------------------- volatility

@@ -12,51 +12,25 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from backtesting import Strategy
-from backtesting.lib import FractionalBacktest, crossover
+
+from tests.backtesting_reference import FEE, load_cdd_frame, reference_backtest, run_reference
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "demo" / "bitfinex_btcusd_1h.csv"
 """The shared 1h BTC file, as the project ships it for the demo."""
-FEE = 0.001
-
-
-class LongOnlySmaCross(Strategy):
-    fast = 10
-    slow = 30
-
-    def init(self) -> None:
-        close = pd.Series(self.data.Close)
-        self.fast_sma = self.I(lambda: close.rolling(self.fast).mean().to_numpy())
-        self.slow_sma = self.I(lambda: close.rolling(self.slow).mean().to_numpy())
-
-    def next(self) -> None:
-        if crossover(self.fast_sma, self.slow_sma):
-            if not self.position:
-                self.buy()
-        elif crossover(self.slow_sma, self.fast_sma):
-            self.position.close()
 
 
 def reference(frame: pd.DataFrame) -> tuple[pd.DataFrame, float]:
-    backtest = FractionalBacktest(frame, LongOnlySmaCross, cash=10_000, commission=FEE, fractional_unit=1e-8,
-                                  finalize_trades=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        stats = backtest.run()
+    stats = run_reference(reference_backtest(frame))
     return stats["_trades"], float(stats["Equity Final [$]"])
 
 
 def load_frame(end: str | None = None) -> pd.DataFrame:
-    frame = pd.read_csv(DATA)
-    frame.index = pd.to_datetime(frame["Date"], format="%Y-%m-%d %H:%M")
-    frame = frame.sort_index().rename(columns={"VolumeFrom": "Volume"})[["Open", "High", "Low", "Close", "Volume"]]
-    return frame[frame.index < pd.Timestamp(end)] if end else frame
+    return load_cdd_frame(DATA, end)
 
 
 def tradepulse_backtest(*extra: str) -> dict[str, Any]:

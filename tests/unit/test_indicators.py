@@ -87,6 +87,9 @@ def test_rsi_is_100_without_losses_and_0_without_gains() -> None:
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True])
-def test_a_period_must_be_a_positive_integer(bad: object) -> None:
+@pytest.mark.parametrize("kind", [ind.SMA, ind.EMA, ind.RMA, ind.RollingStd, ind.ATR, ind.RSI, ind.Highest])
+def test_a_period_must_be_a_positive_integer(bad: object, kind: type) -> None:
     with pytest.raises(ValueError, match="positive integer"):
-        ind.SMA(bad)  # type: ignore[arg-type]
+        kind(bad)
+    with pytest.raises(ValueError, match="positive integer"):
+        ind.rma(CLOSE, bad)  # type: ignore[arg-type]
