@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from streams.records import TIMEFRAMES, Candle, Event, TickBatch
+from streams.records import TIMEFRAMES, Candle, Event, Order, Signal, TickBatch
 
 R = TypeVar("R", bound=Event)
 
@@ -128,9 +128,41 @@ def _validate_candle(candle: Candle) -> None:
         raise InvalidEvent("candle has a negative volume")
 
 
+_INTENT_CHOICES = {"action": ("enter", "exit"), "side": ("long", "short"), "order_type": ("market", "limit", "stop")}
+_INTENT_LEVELS = ("price", "stop_loss", "take_profit")
+
+
+def _validate_intents(kind: str, items: list[Any], extra: tuple[str, ...] = ()) -> None:
+    for index, item in enumerate(items):
+        where = f"{kind}[{index}]"
+        if not isinstance(item, dict):
+            raise InvalidEvent(f"{where} is not an object")
+        for name, choices in _INTENT_CHOICES.items():
+            if item.get(name, "market" if name == "order_type" else None) not in choices:
+                raise InvalidEvent(f"{where}.{name} must be one of {', '.join(choices)}, got {item.get(name)!r}")
+        for name in _INTENT_LEVELS:
+            value = item.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                      or not math.isfinite(value) or value <= 0):
+                raise InvalidEvent(f"{where}.{name} must be a positive number or null, got {value!r}")
+        for name in extra:
+            if name not in item:
+                raise InvalidEvent(f"{where} has no {name!r}")
+
+
+def _validate_signal(signal: Signal) -> None:
+    _validate_intents("intents", signal.intents)
+
+
+def _validate_orders(batch: Order) -> None:
+    _validate_intents("orders", batch.orders, ("order_id", "quantity"))
+
+
 _DOMAIN_CHECKS: dict[type[Event], Callable[[Any], None]] = {
     TickBatch: _validate_ticks,
     Candle: _validate_candle,
+    Signal: _validate_signal,
+    Order: _validate_orders,
 }
 
 

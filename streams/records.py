@@ -82,34 +82,49 @@ def make_candle(
 
 
 class Signal(Event):
-    """A strategy intent for one configuration: enter or exit, with its protective levels."""
+    """One configuration's decisions at the close of one bar: the bar and the intents the strategy returned, often
+    none. `ts` is the bar's close time; the record exists for every bar so later stages see every bar in order.
 
-    configuration_id: str
-    exchange: str
-    symbol: str
-    timeframe: str
-    intent: str
-    side: str
-    price: float
-    stop_loss: float | None = None
-    take_profit: float | None = None
-    reason: str = ""
-
-
-class Order(Event):
-    """A risk-sized order; `event_id` is the order id."""
+    An intent is `{action: enter|exit, side: long|short, order_type: market|limit|stop, price, stop_loss,
+    take_profit, valid_bars, reason}` (prices null when not set).
+    """
 
     configuration_id: str
     account_id: str
     exchange: str
     symbol: str
-    side: str
-    order_type: str
-    quantity: float
-    price: float | None = None
-    stop_loss: float | None = None
-    take_profit: float | None = None
-    signal_id: str | None = None
+    timeframe: str
+    bar_ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    intents: list[dict[str, Any]]
+    status: str = "running"
+    """running, or stopping (deactivated: no new entries) for the last records of a deactivated configuration."""
+
+
+class Order(Event):
+    """The orders one configuration places at the close of one bar, forwarded with that bar; `event_id` identifies
+    the batch. An order is `{order_id, signal_id, action, side, order_type, quantity, price, stop_loss,
+    take_profit, valid_bars}`; `quantity` is indicative (sized at the signal's close): the paper fill sizes again
+    at its own price with the same rule. `refused` lists intents the risk checks turned down, with the reason.
+    """
+
+    configuration_id: str
+    account_id: str
+    exchange: str
+    symbol: str
+    timeframe: str
+    bar_ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    orders: list[dict[str, Any]]
+    refused: list[dict[str, Any]]
     mode: str = "paper"
 
 
@@ -126,11 +141,36 @@ class Fill(Event):
     price: float
     fee: float
     fee_currency: str = ""
+    liquidity: str = "taker"
+    reason: str = ""
+    mode: str = "paper"
+
+
+class Trade(Event):
+    """A closed round trip; `event_id` is the trade id, `ts` its exit time, `pnl` net of both fees."""
+
+    configuration_id: str
+    account_id: str
+    exchange: str
+    symbol: str
+    side: str
+    quantity: float
+    entry_ts: int
+    entry_price: float
+    exit_price: float
+    pnl: float
+    fees: float
+    exit_reason: str
+    entry_order_id: str
+    exit_order_id: str
     mode: str = "paper"
 
 
 class PortfolioSnapshot(Event):
-    """Cash, positions and equity of one account (and configuration) at an event time."""
+    """Cash, positions and equity of one configuration's sub-account, or of a whole account when
+    `configuration_id` is null, at an event time. `positions` maps `exchange:symbol` to a signed quantity;
+    `holdings` details each open position `{exchange, symbol, quantity, avg_entry_price, stop_loss, take_profit,
+    opened_ts}`."""
 
     account_id: str
     configuration_id: str | None
@@ -139,10 +179,16 @@ class PortfolioSnapshot(Event):
     realized_pnl: float
     unrealized_pnl: float
     positions: dict[str, float]
+    holdings: list[dict[str, Any]] | None = None
+    mode: str = "paper"
 
 
 class ConfigChange(Event):
-    """Activation, deactivation or parameter change of a trained configuration (compacted by id)."""
+    """The state of one trained configuration (compacted by its id): `action` activate, update or deactivate.
+
+    `execution` and `risk` are the simulator and sizing settings (`agents.execution`), `allocation` the cash of its
+    sub-account, `on_deactivate` close (flatten at market) or keep (leave the brackets working).
+    """
 
     configuration_id: str
     action: str
@@ -152,6 +198,9 @@ class ConfigChange(Event):
     symbols: list[str]
     timeframe: str
     account_id: str
+    allocation: float = 10_000.0
+    execution: dict[str, Any] | None = None
+    risk: dict[str, Any] | None = None
     on_deactivate: str = "close"
 
 

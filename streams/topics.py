@@ -17,6 +17,7 @@ from streams.records import (
     PortfolioSnapshot,
     Signal,
     TickBatch,
+    Trade,
     TrainingProgress,
 )
 
@@ -24,6 +25,7 @@ TICKS = "market.ticks"
 SIGNALS = "strategy.signals"
 ORDERS = "exec.orders"
 FILLS = "exec.fills"
+TRADES = "exec.trades"
 PORTFOLIO = "portfolio.snapshots"
 CONFIGS = "control.configs"
 COMMANDS = "control.commands"
@@ -71,9 +73,12 @@ TOPICS: tuple[TopicSpec, ...] = (
                   description=f"Closed {tf} candles, emitted once per bucket after it closes.")
         for tf in TIMEFRAMES
     ),
-    TopicSpec(SIGNALS, Signal, _INSTRUMENT_KEY, True, description="Strategy intents tagged with configuration."),
-    TopicSpec(ORDERS, Order, _INSTRUMENT_KEY, True, description="Risk-sized orders with OCO brackets."),
+    TopicSpec(SIGNALS, Signal, _INSTRUMENT_KEY, True,
+              description="Each active configuration's intents at each closed bar of its timeframe (often none)."),
+    TopicSpec(ORDERS, Order, _INSTRUMENT_KEY, True,
+              description="Each configuration's risk-checked orders with OCO brackets, one batch per bar."),
     TopicSpec(FILLS, Fill, _INSTRUMENT_KEY, True, description="Paper and live executions."),
+    TopicSpec(TRADES, Trade, _INSTRUMENT_KEY, True, description="Closed round trips: entry, exit, net PnL, fees."),
     TopicSpec(PORTFOLIO, PortfolioSnapshot, "account id", False,
               description="Cash, positions and equity per account and configuration."),
     TopicSpec(CONFIGS, ConfigChange, "configuration id", False, cleanup_policy="compact",

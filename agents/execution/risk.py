@@ -80,3 +80,64 @@ def position_size(
     if quantity * price < config.min_notional:
         return Size(0.0, f"notional {quantity * price:.8g} is below the minimum {config.min_notional:g}")
     return Size(quantity)
+
+
+@dataclass(frozen=True)
+class RiskLimits(Stateful):
+    """Account-wide limits on new entries (exits are never blocked).
+
+    - at most `max_open_positions` positions in the account, and `max_positions_per_symbol` on one instrument;
+    - the open notional plus the new entry's at most `max_exposure` times the account's equity;
+    - no new entry once the account has lost `daily_loss_limit` of the equity it had at the start of the UTC day.
+    """
+
+    max_open_positions: int = 20
+    max_positions_per_symbol: int = 5
+    max_exposure: float = 1.0
+    daily_loss_limit: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.max_open_positions < 1 or self.max_positions_per_symbol < 1:
+            raise ValueError("position limits must be at least 1")
+        if not self.max_exposure > 0:
+            raise ValueError(f"max_exposure must be positive, got {self.max_exposure}")
+        if not 0 < self.daily_loss_limit <= 1:
+            raise ValueError(f"daily_loss_limit must be in (0, 1], got {self.daily_loss_limit}")
+
+
+@dataclass(frozen=True)
+class OpenPosition:
+    configuration_id: str
+    instrument: str
+    notional: float
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """What the risk checks know of an account: its latest snapshot."""
+
+    equity: float
+    day_start_equity: float
+    positions: tuple[OpenPosition, ...] = ()
+
+
+def entry_refusal(limits: RiskLimits, account: AccountView | None, configuration_id: str, instrument: str,
+                  notional: float) -> str | None:
+    """Why a new entry must not be placed, or None. Without a snapshot yet, only the entry itself is checked."""
+    if account is None:
+        return None
+    if account.day_start_equity > 0 and account.equity <= account.day_start_equity * (1 - limits.daily_loss_limit):
+        loss = 1 - account.equity / account.day_start_equity
+        return (f"daily loss limit: the account is down {loss:.2%} today (limit {limits.daily_loss_limit:.2%}); "
+                "no new entries until tomorrow (UTC)")
+    others = [p for p in account.positions if p.configuration_id != configuration_id]
+    if len(others) >= limits.max_open_positions:
+        return f"max open positions: the account holds {len(others)} (limit {limits.max_open_positions})"
+    on_symbol = sum(1 for p in others if p.instrument == instrument)
+    if on_symbol >= limits.max_positions_per_symbol:
+        return f"max positions on {instrument}: {on_symbol} open (limit {limits.max_positions_per_symbol})"
+    exposure = sum(p.notional for p in others) + notional
+    if account.equity > 0 and exposure > limits.max_exposure * account.equity:
+        return (f"max exposure: {exposure:,.2f} open with this entry against equity {account.equity:,.2f} "
+                f"(limit {limits.max_exposure:g}x)")
+    return None

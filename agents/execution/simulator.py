@@ -212,16 +212,22 @@ class ExecutionSimulator(Stateful):
             self._check_bracket(position, bar, lower, events)
         return events
 
-    def submit(self, intents: list[Intent] | tuple[Intent, ...], bar: Bar) -> Events:
-        """Turn the intents of the bar that just closed into orders (or immediate fills in close mode)."""
+    def submit(self, intents: list[Intent] | tuple[Intent, ...], bar: Bar,
+               order_ids: list[str] | None = None) -> Events:
+        """Turn the intents of the bar that just closed into orders (or immediate fills in close mode).
+
+        `order_ids`, one per intent, name the orders (paper trading names them upstream); by default they come from
+        this simulator's own sequence.
+        """
         events = Events()
         close_ts = bar.ts + self.bar_ms
-        for intent in intents:
+        for index, intent in enumerate(intents):
+            given = order_ids[index] if order_ids is not None else None
             if intent.action == "exit":
                 position = self.position
                 if position is None or position.side != intent.side or self._exit_pending():
                     continue
-                order = Order(self._next_id(close_ts), close_ts, intent)
+                order = Order(given or self._next_id(close_ts), close_ts, intent)
                 if self.config.fill == "close":
                     price = self._slipped(bar.close, buying=intent.side == "short")
                     self._close(order.order_id, close_ts, price, "taker", "signal", events)
@@ -236,7 +242,7 @@ class ExecutionSimulator(Stateful):
             if intent.order_type != "market" and (intent.price is None or not intent.price > 0):
                 events.rejections.append(Rejection(close_ts, "", f"a {intent.order_type} entry needs a price"))
                 continue
-            order = Order(self._next_id(close_ts), close_ts, intent)
+            order = Order(given or self._next_id(close_ts), close_ts, intent)
             if self.config.fill == "close" and intent.order_type == "market" and self.position is None:
                 price = self._slipped(bar.close, buying=order.side == "long")
                 self._open(order, close_ts, price, "taker", False, events)

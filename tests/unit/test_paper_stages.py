@@ -1,0 +1,174 @@
+"""The paper-trading stages chained by hand over a candle series give exactly the backtest of the same candles;
+configuration changes are validated; deactivation stops entries and flattens or keeps as configured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from agents.execution.risk import RiskLimits
+from agents.paper import (
+    ConfigError,
+    TradingConfig,
+    account_snapshot,
+    is_flat,
+    step_fills,
+    step_orders,
+    step_signal,
+    trading_config,
+)
+from agents.strategies import STRATEGIES
+from streams.codecs import decode, encode
+from streams.keys import stable_id
+from streams.records import SCHEMA_VERSION, Candle, ConfigChange, Order, PortfolioSnapshot, Signal, make_candle
+from tests.strategy_helpers import random_series, sample_params
+from training.backtest import BacktestConfig, run_backtest
+
+LIMITS = RiskLimits(max_open_positions=100, max_positions_per_symbol=100, max_exposure=100.0, daily_loss_limit=1.0)
+
+
+def change(**overrides: Any) -> ConfigChange:
+    values: dict[str, Any] = {
+        "event_id": stable_id("config", "c1"), "ts": 1, "schema_version": SCHEMA_VERSION, "configuration_id": "c1",
+        "action": "activate", "strategy": "sma_cross", "params": {"fast": 5, "slow": 20}, "exchange": "synthetic",
+        "symbols": ["BTC/USDT"], "timeframe": "1h", "account_id": "paper-1", "allocation": 10_000.0,
+        "execution": {"fee_rate": 0.001, "slippage_bps": 2.0}, "risk": {"sizing": "fixed_fraction", "fraction": 0.5},
+    }
+    values.update(overrides)
+    return ConfigChange(**values)
+
+
+def candles_of(series: Any) -> list[Candle]:
+    return [make_candle(series.exchange, series.symbol, series.timeframe, b.ts,
+                        (b.open, b.high, b.low, b.close, b.volume), source="test") for b in series.bars()]
+
+
+def roundtrip(record: Any) -> Any:
+    """Through the wire, as the agents see it."""
+    return decode(type(record), encode(record))
+
+
+def paper_session(config: TradingConfig, candles: list[Candle]) -> tuple[list[Any], list[Order]]:
+    signal_state: dict[str, Any] | None = None
+    fill_state: dict[str, Any] | None = None
+    snapshot: PortfolioSnapshot | None = None
+    trades, batches = [], []
+    for candle in candles:
+        step = step_signal(config, signal_state, roundtrip(candle), flat=is_flat(snapshot))
+        signal_state = orjson.loads(orjson.dumps(step.state)) if step.state is not None else None
+        if step.signal is None:
+            continue
+        batch = roundtrip(step_orders(roundtrip(step.signal), config, LIMITS, None,
+                                      snapshot.cash if snapshot else None, None))
+        batches.append(batch)
+        fills = step_fills(config, fill_state, batch)
+        fill_state = orjson.loads(orjson.dumps(fills.state))
+        snapshot = fills.snapshot
+        trades += [roundtrip(t) for t in fills.trades]
+    return trades, batches
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_paper_stages_trade_exactly_like_the_backtest(name: str) -> None:
+    cls = STRATEGIES[name]
+    series = random_series(1500, 31)
+    count = 0
+    for params in sample_params(cls, 3, seed=4):
+        config = trading_config(change(strategy=name, params=params, execution={"fee_rate": 0.001,
+                                                                                "slippage_bps": 2.0,
+                                                                                "allow_short": True}))
+        paper, _ = paper_session(config, candles_of(series))
+        backtest = run_backtest(cls(params), series, BacktestConfig(
+            cash=config.allocation, execution=config.execution, risk=config.risk, finalize=False))
+        expected = [(t.side, t.quantity, t.entry_ts, t.entry_price, t.exit_ts, t.exit_price, t.pnl, t.fees,
+                     t.exit_reason) for t in backtest.trades]
+        got = [(t.side, t.quantity, t.entry_ts, t.entry_price, t.ts, t.exit_price, t.pnl, t.fees, t.exit_reason)
+               for t in paper]
+        assert got == expected
+        count += len(got)
+    assert count > 0
+
+
+def test_a_redelivered_candle_changes_nothing() -> None:
+    config = trading_config(change())
+    candles = candles_of(random_series(300, 2))
+    once, _ = paper_session(config, candles)
+    twice, _ = paper_session(config, [c for c in candles for _ in (0, 1)])
+    assert once == twice and once
+
+
+def test_deactivation_stops_entries_and_closes_or_keeps_the_position() -> None:
+    active = trading_config(change(params={"fast": 2, "slow": 3}))
+    candles = candles_of(random_series(200, 5))
+    state: dict[str, Any] | None = None
+    for candle in candles[:100]:
+        state = step_signal(active, state, candle, flat=True).state
+    closing = trading_config(change(params={"fast": 2, "slow": 3}, action="deactivate", on_deactivate="close"))
+    step = step_signal(closing, state, candles[100], flat=False)
+    assert step.signal is not None and step.signal.status == "stopping"
+    assert [(i["action"], i["side"]) for i in step.signal.intents] == [("exit", "long"), ("exit", "short")]
+    later = step_signal(closing, step.state, candles[101], flat=False)
+    assert later.signal is not None and later.signal.intents == []  # asked once; bars still flow to the fills
+    done = step_signal(closing, later.state, candles[102], flat=True)
+    assert done.signal is not None and done.signal.status == "stopped" and done.state is None
+    keeping = trading_config(change(params={"fast": 2, "slow": 3}, action="deactivate", on_deactivate="keep"))
+    kept = step_signal(keeping, state, candles[100], flat=False)
+    assert kept.signal is not None and kept.signal.intents == [] and kept.state is not None
+
+
+def test_a_strategy_that_raises_puts_only_its_configuration_in_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = trading_config(change())
+    candle = candles_of(random_series(30, 1))[0]
+    cls = STRATEGIES["sma_cross"]
+
+    def broken(self: Any, bar: Any) -> list[Any]:
+        raise ZeroDivisionError("bad strategy")
+
+    monkeypatch.setattr(cls, "on_bar", broken)
+    step = step_signal(config, None, candle, flat=True)
+    assert step.signal is None and step.error is not None and "ZeroDivisionError" in step.error
+    assert step.state is not None and step.state["error"] == step.error
+    monkeypatch.undo()
+    assert step_signal(config, step.state, candles_of(random_series(30, 1))[1], flat=True).signal is None
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"strategy": "nope"}, "unknown strategy 'nope'"),
+    ({"params": {"fast": 40, "slow": 20}}, "must be shorter"),
+    ({"params": {"fast": "x"}}, "must be an integer"),
+    ({"symbols": ["A/B", "C/D"]}, "exactly one symbol"),
+    ({"timeframe": "2h"}, "unknown timeframe"),
+    ({"action": "pause"}, "unknown action"),
+    ({"allocation": 0.0}, "allocation must be positive"),
+    ({"execution": {"fee_rate": 0.5}}, "invalid execution settings"),
+    ({"risk": {"leverage": 3}}, "unknown risk setting"),
+    ({"strategy": "HTF_SWEEP", "params": {"htf": "4h"}, "timeframe": "1d"}, "cannot trade 1d bars"),
+])
+def test_invalid_configurations_are_refused_with_a_reason(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        trading_config(change(**overrides))
+
+
+def test_risk_limits_refuse_entries_but_never_exits() -> None:
+    config = trading_config(change(params={"fast": 2, "slow": 3}))
+    signal = Signal(
+        event_id="s", ts=3_600_000, schema_version=SCHEMA_VERSION, configuration_id="c1", account_id="paper-1",
+        exchange="synthetic", symbol="BTC/USDT", timeframe="1h", bar_ts=0, open=100, high=101, low=99, close=100,
+        volume=1, intents=[{"action": "exit", "side": "long"}, {"action": "enter", "side": "long"}])
+    halted = step_orders(signal, config, LIMITS, None, None, "trading halted by the operator")
+    assert [o["action"] for o in halted.orders] == ["exit"]
+    assert halted.refused[0]["reason"] == "trading halted by the operator"
+    snapshots = {"c1": PortfolioSnapshot(event_id="p", ts=1, schema_version=1, account_id="paper-1",
+                                         configuration_id="c1", cash=9_000.0, equity=9_000.0, realized_pnl=-1_000.0,
+                                         unrealized_pnl=0.0, positions={})}
+    from agents.paper import account_view
+
+    view = account_view(account_snapshot("paper-1", snapshots, 1), day_start_equity=10_000.0)
+    limited = step_orders(signal, config, RiskLimits(daily_loss_limit=0.05), view, 9_000.0, None)
+    assert [o["action"] for o in limited.orders] == ["exit"]
+    assert "daily loss limit" in limited.refused[0]["reason"]
+    fine = step_orders(signal, config, LIMITS, view, 9_000.0, None)
+    entry = fine.orders[1]
+    assert entry["quantity"] == pytest.approx(9_000.0 * 0.5 / (100 * 1.001), abs=1e-8)
