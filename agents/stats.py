@@ -28,6 +28,8 @@ class WorkerStats:
     candles: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
     sink_rows: Counter[str] = field(default_factory=Counter)
+    paper: Counter[str] = field(default_factory=Counter)
+    """Messages each paper-trading stage processed."""
     running: bool = True
 
     @classmethod
@@ -45,4 +47,5 @@ class WorkerStats:
             "candles": dict(self.candles),
             "dead_letters": dict(self.dead_letters),
             "sink_rows": dict(self.sink_rows),
+            "paper": dict(self.paper),
         }

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from tradepulse.commands import api, backtest, data, db, run, stack, strategies, topics, train, worker
+from tradepulse.commands import api, backtest, config, data, db, run, stack, strategies, topics, train, worker
 
 app = typer.Typer(help="TradePulse: crypto trading over a Kafka log with TimescaleDB views.", no_args_is_help=True)
 app.add_typer(stack.app, name="stack", help="Start, stop and inspect the local Kafka + PostgreSQL stack.")
 app.add_typer(db.app, name="db", help="Database migrations.")
 app.add_typer(topics.app, name="topics", help="Create and describe the log's topics.")
 app.add_typer(data.app, name="data", help="Market data in: import, backfill, synthetic data, feeds.")
+app.add_typer(config.app, name="config", help="Paper trading: activate, deactivate and list configurations.")
+app.add_typer(config.accounts, name="account", help="Paper accounts.")
 app.command("backtest")(backtest.backtest)
 app.command("strategies")(strategies.strategies)
 app.command("train")(train.train)

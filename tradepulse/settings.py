@@ -51,6 +51,15 @@ class TrainingSettings(BaseModel):
     grace_s: int = Field(default=30, ge=2, description="silence after which a trial counts as dead and is retried")
 
 
+class PaperSettings(BaseModel):
+    """Paper trading: account-wide limits on new entries (agents.execution.risk.RiskLimits)."""
+
+    max_open_positions: int = Field(default=20, ge=1)
+    max_positions_per_symbol: int = Field(default=5, ge=1)
+    max_exposure: float = Field(default=1.0, gt=0, description="open notional over account equity")
+    daily_loss_limit: float = Field(default=0.05, gt=0, le=1, description="share of the day's starting equity")
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -67,6 +76,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     worker: WorkerSettings = WorkerSettings()
     training: TrainingSettings = TrainingSettings()
+    paper: PaperSettings = PaperSettings()
     api: ApiSettings = ApiSettings()
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -179,6 +179,8 @@ def train(
                 in_sample=in_result.metrics, out_of_sample=holdout.metrics, walk_forward=wf.summary(),
                 significance=significance, data_start_ms=data_start, data_end_ms=data_end,
                 data_hash=series.content_hash(), code_version=code_version(), study=name, trial_number=trial.number,
+                allocation=spec.search.config.cash, execution=asdict(spec.search.config.execution),
+                risk=asdict(spec.search.config.risk),
             )
             previous = upsert_configuration(conn, config)
             record_decision(

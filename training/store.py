@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -97,6 +97,10 @@ class TrainedConfiguration:
     code_version: str
     study: str
     trial_number: int
+    allocation: float = 10_000.0
+    execution: Mapping[str, Any] = field(default_factory=dict)
+    risk: Mapping[str, Any] = field(default_factory=dict)
+    """The backtest settings it was trained with: paper trading uses the same."""
 
 
 def upsert_configuration(conn: psycopg.Connection, config: TrainedConfiguration) -> str | None:
@@ -110,21 +114,21 @@ def upsert_configuration(conn: psycopg.Connection, config: TrainedConfiguration)
         f"""
         INSERT INTO trained_configurations (id, strategy, params, exchange, symbols, timeframe, stage, stage_reasons,
             in_sample_metrics, out_of_sample_metrics, walk_forward_metrics, significance_metrics, data_start,
-            data_end, data_hash, code_version, study, trial_number)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {_MS}, {_MS}, %s, %s, %s, %s)
+            data_end, data_hash, code_version, study, trial_number, allocation, execution, risk)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {_MS}, {_MS}, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (id) DO UPDATE
         SET stage = EXCLUDED.stage, stage_reasons = EXCLUDED.stage_reasons,
             in_sample_metrics = EXCLUDED.in_sample_metrics, out_of_sample_metrics = EXCLUDED.out_of_sample_metrics,
             walk_forward_metrics = EXCLUDED.walk_forward_metrics,
             significance_metrics = EXCLUDED.significance_metrics, data_start = EXCLUDED.data_start,
             data_end = EXCLUDED.data_end, data_hash = EXCLUDED.data_hash, code_version = EXCLUDED.code_version,
-            trial_number = EXCLUDED.trial_number
+            trial_number = EXCLUDED.trial_number, execution = EXCLUDED.execution, risk = EXCLUDED.risk
         """,
         (config.configuration_id, config.strategy, Jsonb(dict(config.params)), config.exchange, [config.symbol],
          config.timeframe, config.stage, Jsonb(config.stage_reasons), Jsonb(dict(config.in_sample)),
          Jsonb(dict(config.out_of_sample)), Jsonb(dict(config.walk_forward)), Jsonb(dict(config.significance)),
          config.data_start_ms, config.data_end_ms, config.data_hash, config.code_version, config.study,
-         config.trial_number),
+         config.trial_number, config.allocation, Jsonb(dict(config.execution)), Jsonb(dict(config.risk))),
     )
     return str(previous[0]) if previous else None
 

@@ -1,4 +1,4 @@
-"""`tradepulse worker`: run the stream worker (candles from ticks, sinks into PostgreSQL, heartbeats)."""
+"""`tradepulse worker`: run the stream worker (candles from ticks, paper trading, sinks into PostgreSQL, heartbeats)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ def worker(
     from agents.market import register_market_agents
     from agents.sinks import DatabaseWriter
     from agents.stats import WorkerStats
+    from agents.trading import register_trading_agents
+    from agents.trading_sinks import register_trading_sinks
     from streams.app import create_app
     from tradepulse.logs import configure_logging
     from tradepulse.settings import get_settings
@@ -27,6 +29,8 @@ def worker(
     db = DatabaseWriter(settings)
     stats = WorkerStats.for_this_process(settings.worker.app_id)
     register_market_agents(app, settings, stats, db)
+    register_trading_agents(app, settings, stats, db)
+    register_trading_sinks(app, settings, stats, db)
     try:
         faust.Worker(app, loglevel=loglevel, override_logging=False).execute_from_commandline()
     finally:
