@@ -22,7 +22,7 @@ from tradepulse.settings import Settings
 PRODUCT_TABLES = {
     "users", "exchange_connections", "market_data", "trained_configurations", "optimization_trials",
     "backtest_runs", "signals", "orders", "fills", "trades", "positions", "portfolio_history", "trade_logs",
-    "worker_heartbeats", "dead_letters", "lifecycle_decisions", "schema_migrations",
+    "worker_heartbeats", "dead_letters", "lifecycle_decisions", "accounts", "schema_migrations",
 }
 SHIPPED = len({m.version for m in load_migrations(MIGRATIONS_DIR, timescale=False)})
 ROLLUP_VIEWS = {

@@ -208,7 +208,8 @@ def test_schema_is_timescale_where_it_should_be(timescale: Settings) -> None:
     assert migrate(timescale) == []  # idempotent here too
     with connect(timescale) as conn:
         variants = dict(conn.execute("SELECT name, variant FROM schema_migrations").fetchall())
-        assert variants == {"core": "all", "timeseries": "timescale", "rollups": "timescale", "training": "all"}
+        assert variants == {"core": "all", "timeseries": "timescale", "rollups": "timescale", "training": "all",
+                            "paper_trading": "all"}
         dimensions = dict(conn.execute(
             "SELECT hypertable_name, column_name FROM timescaledb_information.dimensions"
             " WHERE hypertable_schema = 'public' AND hypertable_name NOT LIKE '\\_%'"
