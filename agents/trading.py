@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -214,6 +215,19 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
     for view in (config_view, command_view, portfolio_view):
         app.task(_follower(view))
 
+    @app.task
+    async def diagnostics() -> None:
+        """SIGUSR1 logs where every asyncio task of this worker is waiting (for a stalled pipeline)."""
+        loop = asyncio.get_running_loop()
+
+        def dump() -> None:
+            for task in asyncio.all_tasks(loop):
+                frames = task.get_stack(limit=8)
+                where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+                logger.warning(f"task {task.get_name()}: {where}")  # formatted: one line per task
+
+        loop.add_signal_handler(signal.SIGUSR1, dump)
+
     async def log(level: str, text: str, config_id: str | None, meta: dict[str, Any], ts: int) -> Output:
         event = LogEvent(event_id=stable_id("log", config_id, text, ts), ts=ts, schema_version=SCHEMA_VERSION,
                          level=level, message=text, logger=__name__, configuration_id=config_id, metadata=meta)
@@ -344,6 +358,7 @@ def _follower(view: TopicView[Any]) -> Callable[[], Awaitable[None]]:
 async def _views_ready(*views: TopicView[Any]) -> None:
     """Wait until every view has read its topic up to where it ended at start (so decisions see all of it)."""
     await asyncio.gather(*(view.ready.wait() for view in views))
+    logger.info(f"views {', '.join(view.name for view in views)} ready")  # formatted: one line per agent
 
 
 async def _flush_status(control: Control, db: DatabaseWriter) -> None:

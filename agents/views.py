@@ -65,8 +65,13 @@ class TopicView(Generic[R]):
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
+            behind = {tp for tp in tps if ends[tp] > 0}
             while True:
-                if not self.ready.is_set() and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+                if behind:
+                    behind = {tp for tp in behind if not await self._caught_up(consumer, tp, ends[tp])}
+                    if not behind:
+                        logger.info(f"view of {self.name} ready ({sum(ends.values())} records)")  # one per view
+                if not behind:
                     self.ready.set()
                 batches = await consumer.getmany(timeout_ms=200)
                 for messages in batches.values():
@@ -74,6 +79,14 @@ class TopicView(Generic[R]):
                         self._take(message)
         finally:
             await consumer.stop()
+
+    @staticmethod
+    async def _caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:
+        """Whether the next offset to read is at `end` (a compacted topic may hold no record at end - 1)."""
+        try:
+            return await asyncio.wait_for(consumer.position(tp), timeout=1.0) >= end
+        except TimeoutError:
+            return False
 
     def _take(self, message: Any) -> None:
         try:

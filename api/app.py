@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
-from api.routers import health, market
+from api.routers import health, market, trading
 from tradepulse import __version__
 from tradepulse.db import create_pool
 from tradepulse.logs import redact_url
@@ -53,4 +53,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     app.include_router(health.router)
     app.include_router(market.router)
+    app.include_router(trading.router)
     return app
