@@ -222,9 +222,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
         def dump() -> None:
             for task in asyncio.all_tasks(loop):
-                frames = task.get_stack(limit=8)
-                where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
-                logger.warning(f"task {task.get_name()}: {where}")  # formatted: one line per task
+                logger.warning(f"task {task.get_name()}: {' -> '.join(_await_chain(task.get_coro()))}")
 
         loop.add_signal_handler(signal.SIGUSR1, dump)
 
@@ -346,6 +344,17 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
         await _flush_status(control, db)
 
     del emit_signals, size_orders, fill_paper, track_portfolio, housekeeping
+
+
+def _await_chain(awaitable: Any) -> list[str]:
+    """Where a coroutine waits: each frame of its await chain, outermost first."""
+    chain: list[str] = []
+    while awaitable is not None and len(chain) < 40:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "ag_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
+    return chain
 
 
 def _follower(view: TopicView[Any]) -> Callable[[], Awaitable[None]]:
