@@ -212,7 +212,9 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
     portfolio_view = TopicView(settings, PORTFOLIO, PortfolioSnapshot,
                                lambda snapshot, _raw_: control.apply_snapshot(snapshot))
 
-    for view in (config_view, command_view, portfolio_view):
+    views = (config_view, command_view, portfolio_view)
+    asyncio.run(_catch_up(views))  # before Faust consumes anything: agents decide with complete views
+    for view in views:
         app.task(_follower(view))
 
     @app.task
@@ -266,7 +268,6 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(candles, name=f"{app_id}.emit_signals")
     async def emit_signals(stream: faust.StreamT[bytes]) -> None:
-        await _views_ready(config_view, command_view, portfolio_view)
         async for events in stream.take_events(500, within=BATCH_WAIT_S):
             await run_stage([e.message for e in events], Candle, strategies, signal_step, topic[DLQ], stats,
                             "emit_signals")
@@ -292,7 +293,6 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[SIGNALS], name=f"{app_id}.size_orders")
     async def size_orders(stream: faust.StreamT[bytes]) -> None:
-        await _views_ready(config_view, command_view, portfolio_view)
         async for events in stream.take_events(500, within=BATCH_WAIT_S):
             await run_stage([e.message for e in events], Signal, None, order_step, topic[DLQ], stats, "size_orders")
 
@@ -313,7 +313,6 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[ORDERS], name=f"{app_id}.fill_paper")
     async def fill_paper(stream: faust.StreamT[bytes]) -> None:
-        await _views_ready(config_view)
         async for events in stream.take_events(500, within=BATCH_WAIT_S):
             await run_stage([e.message for e in events], Order, simulators, fill_step, topic[DLQ], stats,
                             "fill_paper")
@@ -364,10 +363,8 @@ def _follower(view: TopicView[Any]) -> Callable[[], Awaitable[None]]:
     return follow
 
 
-async def _views_ready(*views: TopicView[Any]) -> None:
-    """Wait until every view has read its topic up to where it ended at start (so decisions see all of it)."""
-    await asyncio.gather(*(view.ready.wait() for view in views))
-    logger.info(f"views {', '.join(view.name for view in views)} ready")  # formatted: one line per agent
+async def _catch_up(views: tuple[TopicView[Any], ...]) -> None:
+    await asyncio.gather(*(view.catch_up() for view in views))
 
 
 async def _flush_status(control: Control, db: DatabaseWriter) -> None:
@@ -376,6 +373,9 @@ async def _flush_status(control: Control, db: DatabaseWriter) -> None:
         return
     latest = {config_id: (status, reason) for config_id, status, reason in control.status_updates}
     control.status_updates = []
+    for config_id, (status, reason) in list(latest.items()):  # a deactivated configuration that holds nothing
+        if status == "stopping" and is_flat(control.config_snapshots.get(config_id)):
+            latest[config_id] = ("stopped", reason)
 
     def write(conn: psycopg.Connection) -> None:
         for config_id, (status, reason) in latest.items():

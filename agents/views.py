@@ -29,8 +29,10 @@ RETRY_S = 2.0
 class TopicView(Generic[R]):
     """Calls `on_record` for every record of one topic, in log order per partition, from the beginning on.
 
-    `on_invalid` gets the raw message and the reason for a record that does not decode, so the owner can
-    dead-letter it; the view goes on. `ready` is set once the view has read what the topic held when it started.
+    `catch_up` reads what the topic holds before the worker starts consuming, so agents decide with a complete view
+    from their first message; `run` then follows new records from there (and, after a lost connection, from where
+    it stopped). `on_invalid` gets the raw message and the reason for a record that does not decode, so the owner
+    can dead-letter it; the view goes on.
     """
 
     def __init__(self, settings: Settings, topic: str, record_type: type[R], on_record: Callable[[R, Any], None],
@@ -41,52 +43,70 @@ class TopicView(Generic[R]):
         self._record_type = record_type
         self._on_record = on_record
         self._on_invalid = on_invalid
-        self.ready = asyncio.Event()
+        self._next: dict[int, int] = dict.fromkeys(range(self._partitions), 0)
+
+    async def catch_up(self, timeout_s: float = 120.0) -> int:
+        """Read the topic up to the end it has now; returns how many records were read."""
+        consumer = self._consumer()
+        await consumer.start()
+        read = 0
+        try:
+            if self.name not in await consumer.topics():
+                return 0
+            tps = await self._assign(consumer)
+            ends = await consumer.end_offsets(tps)
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while any(self._next[tp.partition] < ends[tp] for tp in tps):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"reading {self.name} took longer than {timeout_s:.0f} s")
+                read += await self._poll(consumer)
+                for tp in tps:  # a compacted topic may hold no record at end - 1: trust the position there
+                    if self._next[tp.partition] < ends[tp]:
+                        self._next[tp.partition] = max(self._next[tp.partition], await consumer.position(tp))
+        finally:
+            await consumer.stop()
+        logger.info(f"view of {self.name}: {read} records read")  # formatted: one line per view
+        return read
 
     async def run(self) -> None:
         """Follow the topic until cancelled, reconnecting after broker errors."""
         while True:
+            consumer = self._consumer()
             try:
-                await self._follow()
+                await consumer.start()
+                while self.name not in await consumer.topics():  # the topic may be created after the worker starts
+                    await asyncio.sleep(0.5)
+                await self._assign(consumer)
+                while True:
+                    await self._poll(consumer)
             except asyncio.CancelledError:
                 raise
             except (KafkaError, AssertionError, OSError) as exc:  # aiokafka asserts on a vanished assignment
                 logger.warning("view of %s lost the broker (%r); reconnecting in %.0fs", self.name, exc, RETRY_S)
                 await asyncio.sleep(RETRY_S)
+            finally:
+                await consumer.stop()
 
-    async def _follow(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka.bootstrap_servers, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
-        await consumer.start()
-        try:
-            while self.name not in await consumer.topics():  # the topic may be created after this worker starts
-                await asyncio.sleep(0.5)
-            tps = [TopicPartition(self.name, p) for p in range(self._partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            behind = {tp for tp in tps if ends[tp] > 0}
-            while True:
-                if behind:
-                    behind = {tp for tp in behind if not await self._caught_up(consumer, tp, ends[tp])}
-                    if not behind:
-                        logger.info(f"view of {self.name} ready ({sum(ends.values())} records)")  # one per view
-                if not behind:
-                    self.ready.set()
-                batches = await consumer.getmany(timeout_ms=200)
-                for messages in batches.values():
-                    for message in messages:
-                        self._take(message)
-        finally:
-            await consumer.stop()
+    def _consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(bootstrap_servers=self._settings.kafka.bootstrap_servers, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
 
-    @staticmethod
-    async def _caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:
-        """Whether the next offset to read is at `end` (a compacted topic may hold no record at end - 1)."""
-        try:
-            return await asyncio.wait_for(consumer.position(tp), timeout=1.0) >= end
-        except TimeoutError:
-            return False
+    async def _assign(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        tps = [TopicPartition(self.name, p) for p in range(self._partitions)]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, self._next[tp.partition])
+        return tps
+
+    async def _poll(self, consumer: AIOKafkaConsumer) -> int:
+        batches = await consumer.getmany(timeout_ms=200)
+        count = 0
+        for messages in batches.values():
+            for message in messages:
+                self._take(message)
+                self._next[message.partition] = message.offset + 1
+                count += 1
+        return count
 
     def _take(self, message: Any) -> None:
         try:
