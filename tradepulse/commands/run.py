@@ -82,6 +82,75 @@ def _synthetic_start(settings: Settings, exchange: str, symbols: list[str]) -> i
     return start - start % MINUTE_MS
 
 
+DEMO_TIMEFRAME = "15m"
+DEMO_HISTORY_DAYS = 21
+DEMO_BARS = DEMO_HISTORY_DAYS * 96 - 10
+"""15m bars per symbol the demo trains on: three weeks of synthetic history, built by the worker from ticks."""
+DEMO_ACTIVE = 4
+DEMO_ALLOCATION = 20_000.0
+DEMO_ACCOUNT = "demo"
+STAGE_RANK = "CASE stage WHEN 'MATURE' THEN 3 WHEN 'VALIDATION' THEN 2 WHEN 'DISCOVERY' THEN 1 ELSE 0 END"
+
+
+def _stored_bars(settings: Settings, exchange: str, symbols: list[str]) -> int:
+    from tradepulse.db import connect
+    from tradepulse.store import candle_count
+
+    with connect(settings) as conn:
+        return min(candle_count(conn, exchange, symbol, DEMO_TIMEFRAME) for symbol in symbols)
+
+
+def _prepare_paper_demo(settings: Settings, exchange: str, symbols: list[str], worker: ChildProcess) -> None:
+    """Synthetic history (once), trained configurations for it, and the best few trading on paper.
+
+    Every step is idempotent: history is published only when missing, training continues its studies, and
+    configurations already active stay as they are.
+    """
+    import psycopg
+
+    from tradepulse import control
+
+    if _stored_bars(settings, exchange, symbols) < DEMO_BARS:
+        now = int(time.time() * 1000)
+        start = now - now % MINUTE_MS - DEMO_HISTORY_DAYS * 86_400_000
+        console.print(f"publishing {DEMO_HISTORY_DAYS} days of synthetic history for {', '.join(symbols)}…")
+        synth = _cli("data", "synth", "--publish", "ticks", "--exchange", exchange, "--symbols", ",".join(symbols),
+                     "--days", str(DEMO_HISTORY_DAYS), "--start", str(start), "--ticks-per-minute", "12",
+                     "--batch-ms", "60000", "--max-batch", "1000")
+        if subprocess.run(synth).returncode != 0:
+            raise fail("publishing the synthetic history failed (its error is above)")
+        with console.status("the worker is building candles from the history…"):
+            deadline = time.monotonic() + 600
+            while _stored_bars(settings, exchange, symbols) < DEMO_BARS:
+                if worker.process.poll() is not None or time.monotonic() > deadline:
+                    raise fail(f"the worker did not build the history's candles; see {worker.log_path}")
+                time.sleep(2)
+    console.print("training configurations on the synthetic history (resumes where it stopped)…")
+    train = _cli("train", "--all", "--all-timeframes", DEMO_TIMEFRAME, "--trials", "12", "--wf-trials", "5",
+                 "--wf-windows", "3", "--permutations", "20", "--top", "2", "--min-trades", "5")
+    if subprocess.run(train).returncode != 0:
+        raise fail("training on the demo history failed (its error is above)")
+    with psycopg.connect(settings.database.url, connect_timeout=10) as conn:
+        account = control.ensure_account(conn, DEMO_ACCOUNT, DEMO_ACTIVE * DEMO_ALLOCATION * 2)
+        conn.commit()
+        best = conn.execute(
+            f"""
+            SELECT id FROM trained_configurations
+            WHERE exchange = %s AND timeframe = %s
+            ORDER BY is_active DESC, {STAGE_RANK} DESC, (in_sample_metrics ->> 'sharpe')::float DESC NULLS LAST, id
+            LIMIT %s
+            """,
+            (exchange, DEMO_TIMEFRAME, DEMO_ACTIVE),
+        ).fetchall()
+        publish = control.kafka_publisher(settings)
+        active = {row["id"] for row in control.list_configurations(conn, active_only=True)}
+        for (configuration_id,) in best:
+            if configuration_id not in active:
+                control.activate(conn, configuration_id, publish, account_id=account.account_id,
+                                 allocation=DEMO_ALLOCATION)
+        console.print(f"paper trading {len(best)} configurations on account {account.account_id}")
+
+
 def run(
     feed: str = typer.Option("synth", help="tick source: synth (offline default), replay or ccxt"),
     symbols: str = typer.Option("BTC/USDT,ETH/USDT,SOL/USDT", help="comma-separated symbols for the feed"),
@@ -89,6 +158,7 @@ def run(
     speed: float = typer.Option(60.0, min=0.0, help="event-time speed of the feed (60 = one hour per minute)"),
     seconds: float = typer.Option(0.0, "--for", min=0.0, help="stop after this many seconds (0 = until Ctrl-C)"),
     skip_import: bool = typer.Option(False, help="do not import the demo history in data/demo"),
+    skip_paper: bool = typer.Option(False, help="no synthetic history, training or paper trading in the demo"),
 ) -> None:
     """Run the full stack with the demo: Kafka, PostgreSQL, demo data, a worker, a tick feed and the API."""
     import uvicorn
@@ -126,17 +196,28 @@ def run(
         start_ms = _synthetic_start(settings, exchange, [part.strip() for part in symbols.split(",") if part.strip()])
         feed_args += ["--start", str(start_ms)]
     launched: list[ChildProcess] = []
+    names = [part.strip() for part in symbols.split(",") if part.strip()]
     with ExitStack() as children:
-        for name, command in (("worker", _cli("worker")), ("feed", _cli(*feed_args))):
+        def start(name: str, command: list[str]) -> ChildProcess:
             child = ChildProcess(name, command, log_dir, env)
             children.callback(child.stop)
             launched.append(child)
             console.print(f"started {name} (pid {child.process.pid}, log {child.log_path})")
+            return child
+
+        worker = start("worker", _cli("worker"))
+        if feed == "synth" and not skip_paper:
+            _prepare_paper_demo(settings, exchange, names, worker)
+            feed_args[feed_args.index("--start") + 1] = str(_synthetic_start(settings, exchange, names))
+        start("feed", _cli(*feed_args))
         base = f"http://{settings.api.host}:{settings.api.port}"
         console.print(Panel.fit(
             f"API        {base}/docs\nhealth     {base}/health\n"
             f"candles    {base}/api/market/candles?exchange={exchange}&symbol={symbols.split(',')[0]}&timeframe=1m\n"
             f"history    {base}/api/market/candles?exchange=bitfinex&symbol=BTC/USD&timeframe=1h\n"
+            f"portfolio  {base}/api/portfolio?account=paper-{DEMO_ACCOUNT}\n"
+            f"trades     {base}/api/trades?account=paper-{DEMO_ACCOUNT}\n"
+            f"strategies {base}/api/strategies/performance\n"
             "Ctrl-C stops the worker, the feed and the API; `tradepulse stack down` stops Kafka and PostgreSQL.",
             title="TradePulse is running",
         ))
