@@ -47,7 +47,7 @@ def test_run_serves_demo_history_and_live_candles(settings: Settings) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        health = poll(f"{base}/health", {}, lambda r: r.status_code == 200, 120, process)
+        health = poll(f"{base}/health", {}, lambda r: r.status_code == 200, 600, process)
         assert health["broker"]["ok"] and health["database"]["ok"]
         assert any(worker["alive"] for worker in health["workers"])
 
@@ -63,6 +63,15 @@ def test_run_serves_demo_history_and_live_candles(settings: Settings) -> None:
                     lambda r: r.status_code == 200 and r.json()["count"] >= 3, 90, process)
         closes = [candle["close"] for candle in live["candles"]]
         assert all(price > 0 for price in closes)
+
+        # trained configurations trade on paper from the live feed
+        configs = httpx.get(f"{base}/api/configurations", params={"active": "true"}).json()
+        assert len(configs) == 4 and all(c["exchange"] == "synth" and c["timeframe"] == "15m" for c in configs)
+        portfolio = poll(f"{base}/api/portfolio", {"account": "paper-demo"},
+                         lambda r: r.status_code == 200 and len(r.json()["configurations"]) == 4, 120, process)
+        assert portfolio["account"]["equity"] > 0
+        assert httpx.get(f"{base}/api/trades", params={"account": "paper-demo"}).status_code == 200
+        assert httpx.get(f"{base}/api/strategies/performance").status_code == 200
         process.send_signal(signal.SIGINT)  # Ctrl-C: the API stops, then the worker and the feed
         assert process.wait(timeout=60) == 0
     finally:
