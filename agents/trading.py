@@ -340,6 +340,9 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
         if control.rejected_changes:
             letters, control.rejected_changes = control.rejected_changes, []
             await send_dead_letters(topic[DLQ], letters, stats)
+        for config in control.configs.values():  # deactivated and flat by now, whatever bar comes next
+            if not config.active and is_flat(control.config_snapshots.get(config.configuration_id)):
+                control.status_updates.append((config.configuration_id, "stopped", ""))
         await _flush_status(control, db)
 
     del emit_signals, size_orders, fill_paper, track_portfolio, housekeeping

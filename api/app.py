@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
+from agents.strategies import load_strategy_modules
 from api.routers import health, market, trading
 from tradepulse import __version__
 from tradepulse.db import create_pool
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         active = settings or get_settings()
+        load_strategy_modules(active.strategy_modules)
         with create_pool(active, wait=False) as pool:
             app.state.pool = pool
             logger.info("API ready on the store at %s", redact_url(active.database.url))

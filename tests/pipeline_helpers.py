@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -135,6 +136,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         for name, value in values.items():
             if isinstance(value, dict):
                 flatten(f"{prefix}{name.upper()}__", value)
+            elif isinstance(value, list):
+                env[f"{prefix}{name.upper()}"] = json.dumps(value)
             elif value is not None:
                 env[f"{prefix}{name.upper()}"] = str(value)
 

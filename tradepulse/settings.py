@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRADEPULSE_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Path(".tradepulse")
+    strategy_modules: list[str] = Field(default_factory=list,
+                                        description="modules with more strategies, registered at start")
     exchange: str = "kraken"
     kafka: KafkaSettings = KafkaSettings()
     database: DatabaseSettings = DatabaseSettings()

@@ -29,3 +29,20 @@ def strategy_class(name: str) -> type[Strategy]:
 def create_strategy(name: str, params: dict[str, object] | None = None) -> Strategy:
     """A validated instance of a registered strategy (raises `ParamError` with a clear message)."""
     return strategy_class(name)(params)
+
+
+def load_strategy_modules(modules: list[str]) -> None:
+    """Import modules that define more strategies (`TRADEPULSE_STRATEGY_MODULES`) and register them by name."""
+    import importlib
+
+    for module in modules:
+        try:
+            loaded = importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"cannot import strategy module {module!r}: {exc}") from exc
+        for value in vars(loaded).values():
+            if isinstance(value, type) and issubclass(value, Strategy) and value is not Strategy \
+                    and getattr(value, "name", None) and value.__module__ == loaded.__name__:
+                if value.name in STRATEGIES and STRATEGIES[value.name] is not value:
+                    raise ValueError(f"strategy {value.name!r} of {module} is already defined")
+                STRATEGIES[value.name] = value

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -141,3 +143,42 @@ def settings(stack: Stack, stack_settings: Settings) -> Iterator[Settings]:
             cleanup()
         except Exception as exc:  # best effort: a test that stopped the broker must not fail in teardown
             warnings.warn(f"teardown of {namespace} incomplete: {exc}", stacklevel=1)
+
+
+@pytest.fixture
+def private_database(settings: Settings) -> Iterator[tuple[Stack, Settings]]:
+    """A PostgreSQL server of this test's own (migrated), and the test's settings pointing at it."""
+    home = Path(tempfile.mkdtemp(prefix="tradepulse-outage-"))
+    home.chmod(0o755)  # the server runs as `postgres`, which must reach its data directory
+    own = settings.model_copy(update={
+        "data_dir": home,
+        "kafka": settings.kafka.model_copy(update={"managed": False}),
+        "database": settings.database.model_copy(update={
+            "url": f"postgresql://tradepulse:tradepulse@127.0.0.1:{free_port()}/tradepulse", "managed": True,
+        }),
+    })
+    stack = Stack(own)
+    try:
+        stack.up()
+        yield stack, own
+    finally:
+        stack.down()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def private_stack(settings: Settings, tmp_path: Path) -> Iterator[tuple[Stack, Settings]]:
+    """A broker of this test's own, and the test's settings pointing at it."""
+    own = settings.model_copy(update={
+        "data_dir": tmp_path / "stack",
+        "kafka": settings.kafka.model_copy(update={
+            "bootstrap_servers": f"127.0.0.1:{free_port()}", "controller_port": free_port(), "managed": True,
+        }),
+        "database": settings.database.model_copy(update={"managed": False}),
+    })
+    stack = Stack(own)
+    stack.up()
+    try:
+        yield stack, own
+    finally:
+        stack.down()

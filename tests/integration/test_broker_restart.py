@@ -8,17 +8,13 @@ isolated database on the shared PostgreSQL.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.pipeline_helpers import (
     WorkerProcess,
     assert_same_candles,
     count_rows,
     expected_candles,
-    free_port,
     produce_ticks,
     stored_candles,
     topic_candles,
@@ -30,24 +26,6 @@ from tradepulse.stack import Stack
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"]
 START_MS = 1_700_000_000_000 // 86_400_000 * 86_400_000 + 20 * 3_600_000
-
-
-@pytest.fixture
-def private_stack(settings: Settings, tmp_path: Path) -> Iterator[tuple[Stack, Settings]]:
-    """A broker of this test's own, and the test's settings pointing at it."""
-    own = settings.model_copy(update={
-        "data_dir": tmp_path / "stack",
-        "kafka": settings.kafka.model_copy(update={
-            "bootstrap_servers": f"127.0.0.1:{free_port()}", "controller_port": free_port(), "managed": True,
-        }),
-        "database": settings.database.model_copy(update={"managed": False}),
-    })
-    stack = Stack(own)
-    stack.up()
-    try:
-        yield stack, own
-    finally:
-        stack.down()
 
 
 def test_broker_stop_and_restart_mid_stream(private_stack: tuple[Stack, Settings], tmp_path: Path) -> None:

@@ -6,20 +6,14 @@ PostgreSQL (the same `Stack` code, on a free port) and the shared broker under i
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.pipeline_helpers import (
     WorkerProcess,
     assert_same_candles,
     count_rows,
     expected_candles,
-    free_port,
     produce_ticks,
     stored_candles,
     wait_until,
@@ -30,27 +24,6 @@ from tradepulse.stack import Stack
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 START_MS = 1_700_000_000_000 // 86_400_000 * 86_400_000 + 21 * 3_600_000
-
-
-@pytest.fixture
-def private_database(settings: Settings) -> Iterator[tuple[Stack, Settings]]:
-    """A PostgreSQL server of this test's own (migrated), and the test's settings pointing at it."""
-    home = Path(tempfile.mkdtemp(prefix="tradepulse-outage-"))
-    home.chmod(0o755)  # the server runs as `postgres`, which must reach its data directory
-    own = settings.model_copy(update={
-        "data_dir": home,
-        "kafka": settings.kafka.model_copy(update={"managed": False}),
-        "database": settings.database.model_copy(update={
-            "url": f"postgresql://tradepulse:tradepulse@127.0.0.1:{free_port()}/tradepulse", "managed": True,
-        }),
-    })
-    stack = Stack(own)
-    try:
-        stack.up()
-        yield stack, own
-    finally:
-        stack.down()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_sinks_survive_a_database_outage(private_database: tuple[Stack, Settings], tmp_path: Path) -> None:

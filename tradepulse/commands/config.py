@@ -31,12 +31,14 @@ def _with_connection(work: Callable[[psycopg.Connection, Settings], T]) -> T:
     import psycopg
     from aiokafka.errors import KafkaError
 
+    from agents.strategies import load_strategy_modules
     from tradepulse.control import ControlError
     from tradepulse.logs import configure_logging, redact_url
     from tradepulse.settings import get_settings
 
     configure_logging("WARNING")
     settings = get_settings()
+    load_strategy_modules(settings.strategy_modules)
     try:
         with psycopg.connect(settings.database.url, connect_timeout=10) as conn:
             return work(conn, settings)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from tradepulse.commands.output import fail
+
 
 def worker(
     loglevel: str = typer.Option("info", "--loglevel", "-l", help="debug, info, warning or error"),
@@ -15,6 +17,7 @@ def worker(
     from agents.market import register_market_agents
     from agents.sinks import DatabaseWriter
     from agents.stats import WorkerStats
+    from agents.strategies import load_strategy_modules
     from agents.trading import register_trading_agents
     from agents.trading_sinks import register_trading_sinks
     from streams.app import create_app
@@ -25,6 +28,10 @@ def worker(
         raise typer.BadParameter(f"unknown log level {loglevel!r}", param_hint="--loglevel")
     configure_logging(loglevel)
     settings = get_settings()
+    try:
+        load_strategy_modules(settings.strategy_modules)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
     app = create_app(settings)
     db = DatabaseWriter(settings)
     stats = WorkerStats.for_this_process(settings.worker.app_id)
