@@ -1,0 +1,219 @@
+"""Paper trading through one worker: ticks → candles → signals → orders → fills → portfolio with 50 active
+configurations on 10 symbols, beside the raw aiokafka rates, and the tick-to-fill latency at a steady feed.
+
+Runs against the configured stack (`tradepulse stack up`, or TRADEPULSE_* variables), in a namespace of its own
+(topics under a fresh prefix, instruments under a fresh exchange, configurations and an account under fresh ids)
+that it removes afterwards:
+
+    python -m benchmarks.bench_paper [--ticks 1000000] [--symbols 10] [--configs 50] [--rate 10000]
+
+1. Throughput: publishes the ticks at once, then times one worker from "Worker ready" until every configuration's
+   portfolio snapshot of every closed 1m bar is stored (each bar passes all four stages and the sinks).
+2. Latency: feeds more ticks at `--rate` ticks/s and measures, for each fill, the time from the tick message that
+   closed the bar it was filled on (its candle is what the fill stage worked) to the fill's message on exec.fills,
+   both as the broker logged them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from psycopg.types.json import Jsonb
+
+from agents.candles import CandleBuilder
+from benchmarks.bench_pipeline import Rate, make_batches, raw_consume, raw_produce, worker_ready_at
+from streams.admin import delete_topics, ensure_topics
+from streams.codecs import decode, encode
+from streams.records import Fill, TickBatch, instrument_key
+from streams.topics import FILLS, TICKS, topic_name
+from tests.pipeline_helpers import WorkerProcess
+from tradepulse import control
+from tradepulse.marketdata.synth import generate_ticks
+from tradepulse.settings import Settings
+
+STRATEGIES = [
+    ("sma_cross", {"fast": 3, "slow": 8}),
+    ("ema_trend", {"fast": 3, "slow": 8, "atr_period": 5, "atr_target": 2.0, "direction": "both"}),
+    ("donchian_breakout", {"entry_period": 10, "exit_period": 5, "atr_period": 5}),
+    ("rsi_bollinger", {"bb_period": 10, "k": 1.5, "rsi_period": 7, "oversold": 40.0, "overbought": 60.0}),
+    ("VOLUME_BREAKOUT", {"range_period": 10, "volume_period": 10, "volume_k": 1.0}),
+]
+MINUTE_MS = 60_000
+
+
+def create_configurations(settings: Settings, run_id: str, exchange: str, symbols: list[str], count: int) -> list[str]:
+    ids = []
+    with psycopg.connect(settings.database.url) as conn:
+        account = control.create_account(conn, f"bench-{run_id}", 1_000_000.0 * count)
+        for k in range(count):
+            strategy, params = STRATEGIES[k % len(STRATEGIES)]
+            config_id = f"bench-{run_id}-{k:02d}"
+            conn.execute(
+                "INSERT INTO trained_configurations (id, strategy, params, exchange, symbols, timeframe, account_id, "
+                "allocation, stage) VALUES (%s, %s, %s, %s, %s, '1m', %s, 10000, 'DISCOVERY')",
+                (config_id, strategy, Jsonb(params), exchange, [symbols[k % len(symbols)]], account.account_id),
+            )
+            ids.append(config_id)
+        conn.commit()
+        publish = control.kafka_publisher(settings)
+        for config_id in ids:
+            control.activate(conn, config_id, publish)
+    return ids
+
+
+def closed_minutes(batches: list[TickBatch], grace_ms: int) -> dict[str, int]:
+    builders: dict[str, CandleBuilder] = {}
+    counts: dict[str, int] = defaultdict(int)
+    for batch in batches:
+        builder = builders.setdefault(batch.symbol, CandleBuilder(batch.exchange, batch.symbol, grace_ms))
+        counts[batch.symbol] += sum(1 for c in builder.apply(batch.times, batch.prices, batch.amounts).candles
+                                    if c.timeframe == "1m")
+    return counts
+
+
+def snapshots(settings: Settings, run_id: str) -> int:
+    with psycopg.connect(settings.database.url) as conn:
+        row = conn.execute("SELECT count(*) FROM portfolio_history WHERE configuration_id LIKE %s",
+                           (f"bench-{run_id}-%",)).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def paced_feed(settings: Settings, batches: list[TickBatch], rate: float) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all", linger_ms=0)
+    await producer.start()
+    try:
+        topic = topic_name(settings.kafka.topic_prefix, TICKS)
+        started, sent = time.perf_counter(), 0
+        for batch in batches:
+            await producer.send(topic, encode(batch), key=instrument_key(batch.exchange, batch.symbol).encode())
+            sent += len(batch.times)
+            ahead = sent / rate - (time.perf_counter() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def read_back(settings: Settings, topic: str) -> list[tuple[int, bytes | None, bytes]]:
+    """(broker timestamp ms, key, value) of every message of a topic."""
+    consumer = AIOKafkaConsumer(topic_name(settings.kafka.topic_prefix, topic),
+                                bootstrap_servers=settings.kafka.bootstrap_servers, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    out: list[tuple[int, bytes | None, bytes]] = []
+    try:
+        while True:
+            fetched = await consumer.getmany(timeout_ms=1_500, max_records=10_000)
+            if not fetched:
+                return out
+            for records in fetched.values():
+                out += [(r.timestamp, r.key, r.value) for r in records]
+    finally:
+        await consumer.stop()
+
+
+def latencies(settings: Settings, since_ms: int) -> list[float]:
+    """Tick-to-fill milliseconds of the fills of bars that opened at or after `since_ms` (event time)."""
+    grace = settings.worker.late_tick_grace_ms
+    closers: dict[str, list[tuple[int, int]]] = defaultdict(list)  # instrument -> (newest tick time, broker ts)
+    for ts, key, value in asyncio.run(read_back(settings, TICKS)):
+        batch = decode(TickBatch, value)
+        closers[(key or b"").decode()].append((max(batch.times), ts))
+    out = []
+    for ts, key, value in asyncio.run(read_back(settings, FILLS)):
+        fill = decode(Fill, value)
+        if fill.ts < since_ms:
+            continue
+        due = fill.ts + MINUTE_MS + grace  # the fill worked this bar: its candle closed with the first later tick
+        trigger = next((sent for newest, sent in closers[(key or b"").decode()] if newest >= due), None)
+        if trigger is not None:
+            out.append(float(ts - trigger))
+    return out
+
+
+def run(ticks: int, symbols: int, configs: int, rate: float) -> None:
+    run_id = uuid.uuid4().hex[:8]
+    base = Settings()
+    settings = base.model_copy(update={
+        "kafka": base.kafka.model_copy(update={"topic_prefix": f"bench{run_id}."}),
+        "worker": base.worker.model_copy(update={"app_id": f"bench{run_id}.worker", "web_port": 0}),
+        "paper": base.paper.model_copy(update={"max_open_positions": 1000, "max_positions_per_symbol": 1000,
+                                               "max_exposure": 1000.0, "daily_loss_limit": 1.0}),
+    })
+    exchange = f"bench-{run_id}"
+    batches = make_batches(symbols, ticks, exchange)
+    names = sorted({b.symbol for b in batches})
+    total = sum(len(b.times) for b in batches)
+    payloads = [(instrument_key(b.exchange, b.symbol).encode(), encode(b)) for b in batches]
+    minutes = closed_minutes(batches, settings.worker.late_tick_grace_ms)
+    ensure_topics(settings)
+    ids = create_configurations(settings, run_id, exchange, names, configs)
+    expected = sum(minutes[names[k % len(names)]] for k in range(configs))
+    print(f"{total:,} ticks of {len(names)} symbols in {len(batches):,} messages; {configs} configurations on 1m "
+          f"bars → {expected:,} configuration-bars through signals, orders, fills and snapshots")
+    try:
+        produced = asyncio.run(raw_produce(settings, payloads, total))
+        consumed = asyncio.run(raw_consume(settings, len(payloads), total))
+        with TemporaryDirectory() as logs, WorkerProcess(settings, Path(logs)) as worker:
+            started = time.time()
+            while snapshots(settings, run_id) < expected:
+                if not worker.alive():
+                    raise SystemExit(f"the worker exited:\n{worker.log_tail()}")
+                time.sleep(0.2)
+            finished = time.time()
+            ready = worker_ready_at(worker.log_path) or started
+            pipeline = Rate(finished - ready, len(payloads), total)
+            last = max(max(b.times) for b in batches)
+            follow_start = last - last % MINUTE_MS + 2 * MINUTE_MS
+            more = list(generate_ticks(names, follow_start, 12, seed=2, ticks_per_minute=rate * 60 / len(names),
+                                       exchange=exchange, batch_ms=1_000, max_batch=100))
+            asyncio.run(paced_feed(settings, more, rate))
+            time.sleep(5)
+            waits = latencies(settings, follow_start)
+            worker.stop()
+        print(f"raw aiokafka produce : {produced}")
+        print(f"raw aiokafka consume : {consumed}")
+        print(f"paper pipeline       : {pipeline}  (+{ready - started:.1f} s start-up and group join)")
+        print(f"pipeline / raw consume = {consumed.seconds / pipeline.seconds:.3f}, pipeline / raw produce = "
+              f"{produced.seconds / pipeline.seconds:.3f}; goal >= 20,000 ticks/s: "
+              f"{'met' if total / pipeline.seconds >= 20_000 else 'NOT met'}")
+        if waits:
+            cuts = statistics.quantiles(waits, n=100)
+            print(f"tick-to-fill at {rate:,.0f} ticks/s: p50 {statistics.median(waits):.1f} ms, p99 {cuts[98]:.1f} "
+                  f"ms over {len(waits)} fills; goal p99 < 50 ms: {'met' if cuts[98] < 50 else 'NOT met'}")
+        else:
+            print("tick-to-fill: no fills in the paced phase (raise --rate or the trading activity)")
+    finally:
+        with psycopg.connect(settings.database.url) as conn:
+            for table in ("signals", "orders", "fills", "trades", "positions", "portfolio_history", "trade_logs"):
+                conn.execute(f"DELETE FROM {table} WHERE configuration_id = ANY(%s)", (ids,))
+            conn.execute("DELETE FROM portfolio_history WHERE account_id = %s", (f"paper-bench-{run_id}",))
+            conn.execute("DELETE FROM trained_configurations WHERE id = ANY(%s)", (ids,))
+            conn.execute("DELETE FROM accounts WHERE id = %s", (f"paper-bench-{run_id}",))
+            conn.execute("DELETE FROM market_data WHERE exchange = %s", (exchange,))
+            conn.execute("DELETE FROM worker_heartbeats WHERE worker_id LIKE %s", (f"{settings.worker.app_id}@%",))
+        delete_topics(settings, settings.kafka.topic_prefix)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ticks", type=int, default=1_000_000)
+    parser.add_argument("--symbols", type=int, default=10)
+    parser.add_argument("--configs", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=10_000.0, help="ticks/s of the latency phase")
+    args = parser.parse_args()
+    run(args.ticks, args.symbols, args.configs, args.rate)
+
+
+if __name__ == "__main__":
+    main()
