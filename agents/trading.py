@@ -160,17 +160,19 @@ Step = Callable[[R, dict[str, Any], Message], Awaitable[list[Output]]]
 
 async def run_stage(messages: list[Message], record_type: type[R], table: faust.Table | None, step: Step[R],
                     dlq: faust.TopicT, stats: WorkerStats, name: str) -> None:
-    """Decode, step each message against its key's state, publish, then save the states (see module docstring)."""
+    """Decode, step each message against its key's state, publish, then save the states (see module docstring).
+
+    A message that does not decode is skipped here; every topic's sink dead-letters it, so it gets one letter.
+    """
     outputs: list[Output] = []
     letters: list[DeadLetter] = []
     states: dict[str, tuple[int, Any]] = {}
     for message in messages:
-        stats.messages += 1
         key = message.key.decode(errors="replace") if message.key else ""
         try:
             record = decode(record_type, message.value)
-        except InvalidEvent as exc:
-            letters.append(letter_for_message(message, decode_error_code(str(exc)), str(exc)))
+        except InvalidEvent as exc:  # the topic's sink dead-letters it: one letter per bad message
+            logger.warning("%s: %s[%d]@%d skipped: %s", name, message.topic, message.partition, message.offset, exc)
             continue
         state = states[key][1] if key in states else (dict(table.get(key) or {}) if table is not None else {})
         try:
