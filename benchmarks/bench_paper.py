@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from psycopg.types.json import Jsonb
 
 from agents.candles import CandleBuilder
-from benchmarks.bench_pipeline import Rate, make_batches, raw_consume, raw_produce, worker_ready_at
+from benchmarks.bench_pipeline import Rate, make_batches, raw_consume, raw_produce, report_rates, time_worker
 from streams.admin import delete_topics, ensure_topics
 from streams.codecs import decode, encode
 from streams.records import Fill, TickBatch, instrument_key
@@ -165,14 +165,7 @@ def run(ticks: int, symbols: int, configs: int, rate: float) -> None:
         produced = asyncio.run(raw_produce(settings, payloads, total))
         consumed = asyncio.run(raw_consume(settings, len(payloads), total))
         with TemporaryDirectory() as logs, WorkerProcess(settings, Path(logs)) as worker:
-            started = time.time()
-            while snapshots(settings, run_id) < expected:
-                if not worker.alive():
-                    raise SystemExit(f"the worker exited:\n{worker.log_tail()}")
-                time.sleep(0.2)
-            finished = time.time()
-            ready = worker_ready_at(worker.log_path) or started
-            pipeline = Rate(finished - ready, len(payloads), total)
+            seconds, start_up = time_worker(worker, lambda: snapshots(settings, run_id) >= expected, poll_s=0.2)
             last = max(max(b.times) for b in batches)
             follow_start = last - last % MINUTE_MS + 2 * MINUTE_MS
             more = list(generate_ticks(names, follow_start, 12, seed=2, ticks_per_minute=rate * 60 / len(names),
@@ -181,12 +174,7 @@ def run(ticks: int, symbols: int, configs: int, rate: float) -> None:
             time.sleep(5)
             waits = latencies(settings, follow_start)
             worker.stop()
-        print(f"raw aiokafka produce : {produced}")
-        print(f"raw aiokafka consume : {consumed}")
-        print(f"paper pipeline       : {pipeline}  (+{ready - started:.1f} s start-up and group join)")
-        print(f"pipeline / raw consume = {consumed.seconds / pipeline.seconds:.3f}, pipeline / raw produce = "
-              f"{produced.seconds / pipeline.seconds:.3f}; goal >= 20,000 ticks/s: "
-              f"{'met' if total / pipeline.seconds >= 20_000 else 'NOT met'}")
+        report_rates("paper pipeline", produced, consumed, Rate(seconds, len(payloads), total), start_up)
         if waits:
             cuts = statistics.quantiles(waits, n=100)
             print(f"tick-to-fill at {rate:,.0f} ticks/s: p50 {statistics.median(waits):.1f} ms, p99 {cuts[98]:.1f} "

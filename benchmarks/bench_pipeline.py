@@ -17,6 +17,7 @@ import asyncio
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -116,6 +117,27 @@ def worker_ready_at(log: Path) -> float | None:
     return time.mktime(time.strptime(match[1], "%Y-%m-%d %H:%M:%S")) + int(match[2]) / 1000
 
 
+def time_worker(worker: WorkerProcess, done: Callable[[], bool], poll_s: float = 0.1) -> tuple[float, float]:
+    """Wait until `done()`; returns (seconds from "Worker ready" to done, seconds of start-up and group join)."""
+    started = time.time()
+    while not done():
+        if not worker.alive():
+            raise SystemExit(f"the worker exited:\n{worker.log_tail()}")
+        time.sleep(poll_s)
+    finished = time.time()
+    ready = worker_ready_at(worker.log_path) or started
+    return finished - ready, ready - started
+
+
+def report_rates(label: str, produced: Rate, consumed: Rate, pipeline: Rate, start_up_s: float) -> None:
+    print(f"raw aiokafka produce : {produced}")
+    print(f"raw aiokafka consume : {consumed}")
+    print(f"{label:<21}: {pipeline}  (+{start_up_s:.1f} s start-up and group join)")
+    print(f"pipeline / raw consume = {consumed.seconds / pipeline.seconds:.3f}, "
+          f"pipeline / raw produce = {produced.seconds / pipeline.seconds:.3f}; "
+          f"goal >= 20,000 ticks/s: {'met' if pipeline.ticks / pipeline.seconds >= 20_000 else 'NOT met'}")
+
+
 def run(ticks: int, symbols: int) -> None:
     run_id = uuid.uuid4().hex[:8]
     base = Settings()
@@ -135,21 +157,9 @@ def run(ticks: int, symbols: int) -> None:
         produced = asyncio.run(raw_produce(settings, payloads, total_ticks))
         consumed = asyncio.run(raw_consume(settings, len(payloads), total_ticks))
         with TemporaryDirectory() as logs, WorkerProcess(settings, Path(logs)) as worker:
-            started = time.time()
-            while stored(settings, exchange) < expected:
-                if not worker.alive():
-                    raise SystemExit(f"the worker exited:\n{worker.log_tail()}")
-                time.sleep(0.1)
-            finished = time.time()
-            ready = worker_ready_at(worker.log_path) or started
+            seconds, start_up = time_worker(worker, lambda: stored(settings, exchange) >= expected)
             worker.stop()
-        pipeline = Rate(finished - ready, len(payloads), total_ticks)
-        print(f"raw aiokafka produce : {produced}")
-        print(f"raw aiokafka consume : {consumed}")
-        print(f"worker pipeline      : {pipeline}  (+{ready - started:.1f} s start-up and group join)")
-        print(f"pipeline / raw consume = {consumed.seconds / pipeline.seconds:.3f}, "
-              f"pipeline / raw produce = {produced.seconds / pipeline.seconds:.3f}; "
-              f"goal >= 20,000 ticks/s: {'met' if total_ticks / pipeline.seconds >= 20_000 else 'NOT met'}")
+        report_rates("worker pipeline", produced, consumed, Rate(seconds, len(payloads), total_ticks), start_up)
     finally:
         with psycopg.connect(settings.database.url) as conn:
             conn.execute("DELETE FROM market_data WHERE exchange = %s", (exchange,))

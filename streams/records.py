@@ -81,48 +81,43 @@ def make_candle(
     )
 
 
-class Signal(Event):
-    """One configuration's decisions at the close of one bar: the bar and the intents the strategy returned, often
-    none. `ts` is the bar's close time; the record exists for every bar so later stages see every bar in order.
+class BarStep(Event, abstract=True):
+    """One configuration at the close of one bar, carrying the bar: paper-trading stages forward it so every bar
+    reaches the next stage in order. `ts` is the bar's close time, `bar_ts` its open time."""
+
+    configuration_id: str
+    account_id: str
+    exchange: str
+    symbol: str
+    timeframe: str
+    bar_ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class Signal(BarStep):
+    """One configuration's decisions at the close of one bar: the intents the strategy returned, often none (the
+    record exists for every bar).
 
     An intent is `{action: enter|exit, side: long|short, order_type: market|limit|stop, price, stop_loss,
     take_profit, valid_bars, reason}` (prices null when not set).
     """
 
-    configuration_id: str
-    account_id: str
-    exchange: str
-    symbol: str
-    timeframe: str
-    bar_ts: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
     intents: list[dict[str, Any]]
     status: str = "running"
     """running, or stopping (deactivated: no new entries) for the last records of a deactivated configuration."""
 
 
-class Order(Event):
-    """The orders one configuration places at the close of one bar, forwarded with that bar; `event_id` identifies
-    the batch. An order is `{order_id, signal_id, action, side, order_type, quantity, price, stop_loss,
-    take_profit, valid_bars}`; `quantity` is indicative (sized at the signal's close): the paper fill sizes again
-    at its own price with the same rule. `refused` lists intents the risk checks turned down, with the reason.
+class Order(BarStep):
+    """The orders one configuration places at the close of one bar; `event_id` identifies the batch. An order is
+    `{order_id, signal_id, action, side, order_type, quantity, price, stop_loss, take_profit, valid_bars}`;
+    `quantity` is indicative (sized at the signal's close): the paper fill sizes again at its own price with the
+    same rule. `refused` lists intents the risk checks turned down, with the reason.
     """
 
-    configuration_id: str
-    account_id: str
-    exchange: str
-    symbol: str
-    timeframe: str
-    bar_ts: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
     orders: list[dict[str, Any]]
     refused: list[dict[str, Any]]
     mode: str = "paper"
