@@ -172,3 +172,18 @@ def test_risk_limits_refuse_entries_but_never_exits() -> None:
     fine = step_orders(signal, config, LIMITS, view, 9_000.0, None)
     entry = fine.orders[1]
     assert entry["quantity"] == pytest.approx(9_000.0 * 0.5 / (100 * 1.001), abs=1e-8)
+
+
+def test_a_parameter_change_restarts_the_strategy_with_the_new_parameters() -> None:
+    candles = candles_of(random_series(200, 8))
+    old = trading_config(change(params={"fast": 5, "slow": 20}))
+    state: dict[str, Any] | None = None
+    for candle in candles[:150]:
+        state = step_signal(old, state, candle, flat=True).state
+    assert state is not None and STRATEGIES["sma_cross"].from_state(state["strategy"]).params["fast"] == 5
+    new = trading_config(change(params={"fast": 3, "slow": 10}, action="update"))
+    step = step_signal(new, state, candles[150], flat=True)
+    assert step.state is not None and step.state["fingerprint"] == new.fingerprint != old.fingerprint
+    restored = STRATEGIES["sma_cross"].from_state(step.state["strategy"])
+    assert restored.params == {"fast": 3, "slow": 10} and restored.fast.count == 1  # started afresh
+    assert step.state["last_bar"] == candles[150].ts
