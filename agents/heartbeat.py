@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from typing import Any
 
 import faust
@@ -57,3 +59,41 @@ def record_final_heartbeat(settings: Settings, stats: WorkerStats) -> None:
             upsert_heartbeat(conn, stats)
     except psycopg.Error as exc:
         logger.warning("final heartbeat not recorded (database unavailable): %s", exc)
+
+
+def register_diagnostics(app: faust.App) -> None:
+    """SIGUSR1 logs where each asyncio task waits and the consumer's view of its partitions (a stalled worker)."""
+
+    @app.task
+    async def diagnostics() -> None:
+        loop = asyncio.get_running_loop()
+        running: set[asyncio.Task[None]] = set()
+
+        async def consumer_state() -> None:
+            consumer = app.consumer
+            client = consumer._thread._ensure_consumer()
+            logger.warning(f"flow control active: {app.flow_control.is_active()}; paused by the client: "
+                           f"{sorted(map(str, client.paused()))}")
+            for tp in sorted(client.assignment()):
+                position = await client.position(tp)
+                logger.warning(f"{tp.topic}[{tp.partition}] position {position} highwater {client.highwater(tp)}")
+
+        def dump() -> None:
+            for task in asyncio.all_tasks(loop):
+                logger.warning(f"task {task.get_name()}: {' -> '.join(_await_chain(task.get_coro()))}")
+            task = loop.create_task(consumer_state())
+            running.add(task)
+            task.add_done_callback(running.discard)
+
+        loop.add_signal_handler(signal.SIGUSR1, dump)
+
+
+def _await_chain(awaitable: Any) -> list[str]:
+    """Where a coroutine waits: each frame of its await chain, outermost first."""
+    chain: list[str] = []
+    while awaitable is not None and len(chain) < 40:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "ag_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
+    return chain

@@ -31,7 +31,7 @@ from agents.deadletter import (
     letter_for_message,
     send_dead_letters,
 )
-from agents.heartbeat import register_heartbeat
+from agents.heartbeat import register_diagnostics, register_heartbeat
 from agents.sinks import DatabaseWriter, register_sinks
 from agents.stats import WorkerStats
 from streams.codecs import InvalidEvent, decode, encode
@@ -173,3 +173,4 @@ def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStat
 
     register_sinks(app, settings, stats, db)
     register_heartbeat(app, settings, stats, db)
+    register_diagnostics(app)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -219,16 +218,6 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
     for view in views:
         app.task(_follower(view))
 
-    @app.task
-    async def diagnostics() -> None:
-        """SIGUSR1 logs where every asyncio task of this worker is waiting (for a stalled pipeline)."""
-        loop = asyncio.get_running_loop()
-
-        def dump() -> None:
-            for task in asyncio.all_tasks(loop):
-                logger.warning(f"task {task.get_name()}: {' -> '.join(_await_chain(task.get_coro()))}")
-
-        loop.add_signal_handler(signal.SIGUSR1, dump)
 
     async def log(level: str, text: str, config_id: str | None, meta: dict[str, Any], ts: int) -> Output:
         event = LogEvent(event_id=stable_id("log", config_id, text, ts), ts=ts, schema_version=SCHEMA_VERSION,
@@ -348,17 +337,6 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
         await _flush_status(control, db)
 
     del emit_signals, size_orders, fill_paper, track_portfolio, housekeeping
-
-
-def _await_chain(awaitable: Any) -> list[str]:
-    """Where a coroutine waits: each frame of its await chain, outermost first."""
-    chain: list[str] = []
-    while awaitable is not None and len(chain) < 40:
-        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "ag_frame", None)
-        if frame is not None:
-            chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
-        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
-    return chain
 
 
 def _follower(view: TopicView[Any]) -> Callable[[], Awaitable[None]]:

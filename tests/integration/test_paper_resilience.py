@@ -16,8 +16,10 @@ import psycopg
 import pytest
 
 from agents.bars import BarSeries
+from agents.strategies import STRATEGIES
 from streams.keys import instrument_key
 from streams.topics import CONFIGS, candle_topic
+from tests.faulty_strategies import FailsAbovePrice
 from tests.integration.test_paper_trading import (
     activate,
     as_rows,
@@ -171,9 +173,7 @@ def test_a_failing_strategy_and_a_malformed_config_event_leave_the_others_tradin
 ) -> None:
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))  # the worker imports tests.*
     settings = permissive(settings).model_copy(update={"strategy_modules": ["tests.faulty_strategies"]})
-    from agents.strategies import load_strategy_modules
-
-    load_strategy_modules(settings.strategy_modules)
+    monkeypatch.setitem(STRATEGIES, FailsAbovePrice.name, FailsAbovePrice)  # this process validates it too
     data = market(800)
     limit = float(data["BTC/USDT"].close[100:400].max()) * 0.9999
     session = [*SESSION, ("cfg-faulty", "fails_above_price", {"limit": limit}, "BTC/USDT")]
