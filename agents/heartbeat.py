@@ -72,11 +72,17 @@ def register_diagnostics(app: faust.App) -> None:
         async def consumer_state() -> None:
             consumer = app.consumer
             client = consumer._thread._ensure_consumer()
-            logger.warning(f"flow control active: {app.flow_control.is_active()}; paused by the client: "
+            logger.warning(f"flow control active: {app.flow_control.is_active()}; consumer flow active: "
+                           f"{consumer.flow_active}; in recovery: {app.in_recovery}; paused by the client: "
                            f"{sorted(map(str, client.paused()))}")
-            for tp in sorted(client.assignment()):
+            for name in ("_active_partitions", "_paused_partitions", "_buffered_partitions"):
+                partitions = getattr(consumer, name) or set()
+                logger.warning(f"consumer {name}: {sorted(f'{tp.topic}[{tp.partition}]' for tp in partitions)}")
+            for tp in sorted(client.assignment(), key=lambda tp: ("changelog" in tp.topic, tp)):
                 position = await client.position(tp)
-                logger.warning(f"{tp.topic}[{tp.partition}] position {position} highwater {client.highwater(tp)}")
+                logger.warning(f"{tp.topic}[{tp.partition}] position {position} highwater {client.highwater(tp)} "
+                               f"committed {consumer._committed_offset.get(tp)} read {consumer._read_offset.get(tp)}")
+            logger.warning("end of diagnostics")
 
         def dump() -> None:
             for task in asyncio.all_tasks(loop):

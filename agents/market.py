@@ -2,16 +2,16 @@
 
 `build_candles` is a thin adapter around `agents.candles.CandleBuilder`: it decodes one `market.ticks` message,
 applies it to the instrument's builder restored from a Table, publishes what closed and stores the new state.
-It takes messages in batches (`take_events`) so the per-batch work (broker round trips, table writes) is paid
-once per batch, not per message. Per batch, in this order:
+It takes messages in batches (`agents.batches.message_batches`) so the per-batch work (broker round trips, table
+writes) is paid once per batch, not per message. Per batch, in this order:
 
 1. every message is applied to its instrument's builder; closed candles go to `market.candles.<tf>` and rejected
    input to `ops.dlq`, and the agent waits for the broker to confirm them;
 2. only then is each touched instrument's new state (which records the offset of the last batch applied) written
    to the table, once, and the agent waits until the broker has confirmed those changelog records too;
-3. the batch is acknowledged when the body returns, and Faust commits only acknowledged offsets, so a committed
-   offset always implies its state is in the changelog: a crash makes Kafka redeliver at most messages the
-   restored state has already applied, which the builder recognises by offset and skips.
+3. the batch is acknowledged when the body returns (not if it is interrupted), and Faust commits only acknowledged
+   offsets, so a committed offset always implies its state is in the changelog: a crash makes Kafka redeliver at
+   most messages the restored state has already applied, which the builder recognises by offset and skips.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import faust
 from faust.types.tuples import Message
 
+from agents.batches import message_batches
 from agents.candles import BatchResult, CandleBuilder
 from agents.deadletter import (
     BAD_KEY,
@@ -167,9 +168,8 @@ def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStat
 
     @app.agent(ticks, name=f"{app_id}.build_candles")
     async def build_candles(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(settings.worker.tick_batch_messages, within=TICK_BATCH_WAIT_S):
-            await _apply_tick_batch([event.message for event in events], builders, candle_topics, dlq, grace_ms,
-                                    stats)
+        async for messages in message_batches(stream, settings.worker.tick_batch_messages, TICK_BATCH_WAIT_S):
+            await _apply_tick_batch(messages, builders, candle_topics, dlq, grace_ms, stats)
 
     register_sinks(app, settings, stats, db)
     register_heartbeat(app, settings, stats, db)

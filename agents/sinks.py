@@ -1,9 +1,9 @@
 """Sinks: candles from every market.candles.* topic into market_data, ops.dlq into dead_letters.
 
-Both write in batches (`take_events`) and upsert on the rows' natural or event ids, so a redelivered batch rewrites
-the same rows. `take_events` acknowledges a batch only after the agent body returns, and Faust commits only
-acknowledged offsets, so a batch is never committed before its rows are in the database: while PostgreSQL is away
-the body keeps retrying and the consumer simply stops advancing.
+Both write in batches (`agents.batches.message_batches`) and upsert on the rows' natural or event ids, so a
+redelivered batch rewrites the same rows. A batch is acknowledged only after the agent body returns, and Faust
+commits only acknowledged offsets, so a batch is never committed before its rows are in the database: while
+PostgreSQL is away the body keeps retrying and the consumer simply stops advancing.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import psycopg
 from faust.types.tuples import Message
 from psycopg_pool import ConnectionPool
 
+from agents.batches import message_batches
 from agents.deadletter import (
     REJECTED_BY_DATABASE,
     decode_error_code,
@@ -127,16 +128,16 @@ def register_sinks(app: faust.App, settings: Settings, stats: WorkerStats, db: D
 
     @app.agent(candle_topics, name=f"{worker.app_id}.sink_candles")
     async def sink_candles(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(worker.sink_batch_size, within=worker.sink_flush_s):
+        async for messages in message_batches(stream, worker.sink_batch_size, worker.sink_flush_s):
             latest: dict[str, tuple[Candle, Message]] = {}
             letters: list[DeadLetter] = []
-            for event in events:
+            for message in messages:
                 try:
-                    candle = decode(Candle, event.message.value)
+                    candle = decode(Candle, message.value)
                 except InvalidEvent as exc:
-                    letters.append(letter_for_message(event.message, decode_error_code(str(exc)), str(exc)))
+                    letters.append(letter_for_message(message, decode_error_code(str(exc)), str(exc)))
                 else:
-                    latest[candle.event_id] = (candle, event.message)
+                    latest[candle.event_id] = (candle, message)
             candles = [candle for candle, _ in latest.values()]
             written, refused = await write_isolating_failures(db, upsert_candles, candles, "candles")
             stats.sink_rows["market_data"] += written
@@ -149,14 +150,14 @@ def register_sinks(app: faust.App, settings: Settings, stats: WorkerStats, db: D
 
     @app.agent(dlq, name=f"{worker.app_id}.sink_dead_letters")
     async def sink_dead_letters(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(worker.sink_batch_size, within=worker.sink_flush_s):
+        async for messages in message_batches(stream, worker.sink_batch_size, worker.sink_flush_s):
             letters: list[DeadLetter] = []
-            for event in events:
+            for message in messages:
                 try:
-                    letters.append(decode(DeadLetter, event.message.value))
+                    letters.append(decode(DeadLetter, message.value))
                 except InvalidEvent as exc:
                     logger.error("unreadable record on %s at offset %d skipped: %s",
-                                 event.message.topic, event.message.offset, exc)
+                                 message.topic, message.offset, exc)
             written, refused = await write_isolating_failures(db, upsert_dead_letters, letters, "dead letters")
             stats.sink_rows["dead_letters"] += written
             for letter, exc in refused:

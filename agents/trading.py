@@ -22,6 +22,7 @@ import psycopg
 from faust.types.tuples import Message
 
 from agents.bars import Bar
+from agents.batches import message_batches
 from agents.deadletter import decode_error_code, letter_for_message, send_dead_letters
 from agents.execution.risk import RiskLimits
 from agents.paper import (
@@ -259,8 +260,8 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(candles, name=f"{app_id}.emit_signals")
     async def emit_signals(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(500, within=BATCH_WAIT_S):
-            await run_stage([e.message for e in events], Candle, strategies, signal_step, topic[DLQ], stats,
+        async for messages in message_batches(stream, 500, BATCH_WAIT_S):
+            await run_stage(messages, Candle, strategies, signal_step, topic[DLQ], stats,
                             "emit_signals")
             await _flush_status(control, db)
 
@@ -284,8 +285,8 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[SIGNALS], name=f"{app_id}.size_orders")
     async def size_orders(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(500, within=BATCH_WAIT_S):
-            await run_stage([e.message for e in events], Signal, None, order_step, topic[DLQ], stats, "size_orders")
+        async for messages in message_batches(stream, 500, BATCH_WAIT_S):
+            await run_stage(messages, Signal, None, order_step, topic[DLQ], stats, "size_orders")
 
     # -------------------------------------------------------------------------------------------- fill_paper
 
@@ -304,8 +305,8 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[ORDERS], name=f"{app_id}.fill_paper")
     async def fill_paper(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(500, within=BATCH_WAIT_S):
-            await run_stage([e.message for e in events], Order, simulators, fill_step, topic[DLQ], stats,
+        async for messages in message_batches(stream, 500, BATCH_WAIT_S):
+            await run_stage(messages, Order, simulators, fill_step, topic[DLQ], stats,
                             "fill_paper")
 
     # --------------------------------------------------------------------------------------- track_portfolio
@@ -322,8 +323,8 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[PORTFOLIO], name=f"{app_id}.track_portfolio")
     async def track_portfolio(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(500, within=BATCH_WAIT_S):
-            await run_stage([e.message for e in events], PortfolioSnapshot, accounts, portfolio_step, topic[DLQ],
+        async for messages in message_batches(stream, 500, BATCH_WAIT_S):
+            await run_stage(messages, PortfolioSnapshot, accounts, portfolio_step, topic[DLQ],
                             stats, "track_portfolio")
 
     @app.timer(interval=1.0, name=f"{app_id}.paper_housekeeping")

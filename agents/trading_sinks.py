@@ -12,6 +12,7 @@ import psycopg
 from faust.types.tuples import Message
 from psycopg.types.json import Jsonb
 
+from agents.batches import message_batches
 from agents.deadletter import REJECTED_BY_DATABASE, decode_error_code, letter_for_message, send_dead_letters
 from agents.sinks import DatabaseWriter, write_isolating_failures
 from agents.stats import WorkerStats
@@ -145,18 +146,18 @@ def _register(app: faust.App, source: faust.TopicT, record_type: type[Event],
               stats: WorkerStats, db: DatabaseWriter, worker: WorkerSettings) -> None:
     @app.agent(source, name=f"{worker.app_id}.sink_{table}")
     async def sink(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(worker.sink_batch_size, within=worker.sink_flush_s):
+        async for messages in message_batches(stream, worker.sink_batch_size, worker.sink_flush_s):
             records: list[Event] = []
             origin: dict[int, Message] = {}
             letters: list[DeadLetter] = []
-            for event in events:
+            for message in messages:
                 try:
-                    record = decode(record_type, event.message.value)
+                    record = decode(record_type, message.value)
                 except InvalidEvent as exc:
-                    letters.append(letter_for_message(event.message, decode_error_code(str(exc)), str(exc)))
+                    letters.append(letter_for_message(message, decode_error_code(str(exc)), str(exc)))
                     continue
                 records.append(record)
-                origin[id(record)] = event.message
+                origin[id(record)] = message
             written, refused = await write_isolating_failures(db, write, records, table)
             stats.sink_rows[table] += written
             for record, exc in refused:

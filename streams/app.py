@@ -19,6 +19,11 @@ def create_app(settings: Settings) -> faust.App:
     changelog topics on start. Faust's web server (stats pages) listens on 127.0.0.1:`worker.web_port`, or not at
     all when that is 0. Session and rebalance timeouts are short because workers run on one machine or a
     LAN: a restarted worker rejoins in seconds rather than Faust's default minute.
+
+    A stop or rebalance commits what is acknowledged without first waiting for every fetched message to be
+    acknowledged (`stream_wait_empty`): agents acknowledge a batch only once it is handled (`agents.batches`), so
+    the committed offsets are safe either way, and the wait can last forever when a fetched message was dropped
+    from the stream buffers (a rebalance clears them) and will never be acknowledged.
     """
     worker = settings.worker
     session_timeout = worker.session_timeout_s
@@ -45,6 +50,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_rebalance_timeout=session_timeout,
         broker_commit_interval=1.0,
         stream_recovery_delay=0.0,
+        stream_wait_empty=False,
         producer_acks=-1,
         **web,
     )

@@ -115,7 +115,12 @@ def assert_same_candles(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
     assert len(expected) > 0
     assert list(actual.index) == list(expected.index), _index_diff(actual, expected)
     exact = ["open", "high", "low", "close", "trades"]
-    pd.testing.assert_frame_equal(actual[exact], expected[exact], check_exact=True)
+    differs = (actual[exact] != expected[exact]).any(axis=1)
+    shown = 12
+    assert not differs.any(), (
+        f"{int(differs.sum())} candles differ; stored:\n{actual[differs].head(shown)}\n"
+        f"expected:\n{expected[differs].head(shown)}"
+    )
     np.testing.assert_allclose(actual["volume"].to_numpy(), expected["volume"].to_numpy(), rtol=1e-9)
 
 
@@ -181,6 +186,18 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def diagnostics(self) -> str:
+        """Ask a live worker where its tasks wait and what its consumer holds (SIGUSR1), for a failure message."""
+        if not self.alive():
+            return ""
+        assert self.process is not None
+        before = len(self.log_path.read_text(errors="replace").splitlines())
+        self.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline and "end of diagnostics" not in self.log_path.read_text(errors="replace"):
+            time.sleep(0.2)
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[before:])
+
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
@@ -209,7 +226,7 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str, worker: W
         if worker is not None and not worker.alive():
             raise AssertionError(f"the worker exited while waiting for {what}:\n{worker.log_tail()}")
         time.sleep(0.5)
-    tail = f"\nworker log:\n{worker.log_tail()}" if worker is not None else ""
+    tail = f"\nworker log:\n{worker.log_tail()}\nworker diagnostics:\n{worker.diagnostics()}" if worker else ""
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}{tail}")
 
 
