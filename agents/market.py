@@ -43,8 +43,6 @@ from tradepulse.settings import Settings
 logger = logging.getLogger(__name__)
 
 PROCESSING_ERROR = "processing_error"
-TICK_BATCH_WAIT_S = 0.05
-"""How long a partial batch of tick messages waits for more before it is processed."""
 
 
 @dataclass
@@ -168,7 +166,8 @@ def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStat
 
     @app.agent(ticks, name=f"{app_id}.build_candles")
     async def build_candles(stream: faust.StreamT[bytes]) -> None:
-        async for messages in message_batches(stream, settings.worker.tick_batch_messages, TICK_BATCH_WAIT_S):
+        batches = message_batches(stream, settings.worker.tick_batch_messages, settings.worker.batch_wait_s)
+        async for messages in batches:
             await _apply_tick_batch(messages, builders, candle_topics, dlq, grace_ms, stats)
 
     register_sinks(app, settings, stats, db)

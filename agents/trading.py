@@ -74,7 +74,7 @@ from tradepulse.store import fetch_candles
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Event)
-BATCH_WAIT_S = 0.02
+STAGE_BATCH_MESSAGES = 500
 PROCESSING_ERROR = "processing_error"
 INVALID_CONFIG = "invalid_config"
 
@@ -260,7 +260,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(candles, name=f"{app_id}.emit_signals")
     async def emit_signals(stream: faust.StreamT[bytes]) -> None:
-        async for messages in message_batches(stream, 500, BATCH_WAIT_S):
+        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
             await run_stage(messages, Candle, strategies, signal_step, topic[DLQ], stats,
                             "emit_signals")
             await _flush_status(control, db)
@@ -285,7 +285,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[SIGNALS], name=f"{app_id}.size_orders")
     async def size_orders(stream: faust.StreamT[bytes]) -> None:
-        async for messages in message_batches(stream, 500, BATCH_WAIT_S):
+        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
             await run_stage(messages, Signal, None, order_step, topic[DLQ], stats, "size_orders")
 
     # -------------------------------------------------------------------------------------------- fill_paper
@@ -305,7 +305,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[ORDERS], name=f"{app_id}.fill_paper")
     async def fill_paper(stream: faust.StreamT[bytes]) -> None:
-        async for messages in message_batches(stream, 500, BATCH_WAIT_S):
+        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
             await run_stage(messages, Order, simulators, fill_step, topic[DLQ], stats,
                             "fill_paper")
 
@@ -323,7 +323,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[PORTFOLIO], name=f"{app_id}.track_portfolio")
     async def track_portfolio(stream: faust.StreamT[bytes]) -> None:
-        async for messages in message_batches(stream, 500, BATCH_WAIT_S):
+        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
             await run_stage(messages, PortfolioSnapshot, accounts, portfolio_step, topic[DLQ],
                             stats, "track_portfolio")
 

@@ -6,10 +6,12 @@ Runs against the configured stack (`tradepulse stack up`, or TRADEPULSE_* variab
 that it removes afterwards:
 
     python -m benchmarks.bench_paper [--ticks 1000000] [--symbols 10] [--configs 50] [--rate 10000]
+                                     [--follow-minutes 40]
 
 1. Throughput: publishes the ticks at once, then times one worker from "Worker ready" until every configuration's
    portfolio snapshot of every closed 1m bar is stored (each bar passes all four stages and the sinks).
-2. Latency: feeds more ticks at `--rate` ticks/s and measures, for each fill, the time from the tick message that
+2. Latency: feeds `--follow-minutes` more minutes of ticks (as dense as the first phase's, so a bar closes every
+   few seconds) at `--rate` ticks/s and measures, for each fill, the time from the tick message that
    closed the bar it was filled on (its candle is what the fill stage worked) to the fill's message on exec.fills,
    both as the broker logged them.
 """
@@ -30,7 +32,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from psycopg.types.json import Jsonb
 
 from agents.candles import CandleBuilder
-from benchmarks.bench_pipeline import Rate, make_batches, raw_consume, raw_produce, report_rates, time_worker
+from benchmarks.bench_pipeline import (
+    TICKS_PER_MINUTE,
+    Rate,
+    make_batches,
+    raw_consume,
+    raw_produce,
+    report_rates,
+    time_worker,
+)
 from streams.admin import delete_topics, ensure_topics
 from streams.codecs import decode, encode
 from streams.records import Fill, TickBatch, instrument_key
@@ -141,7 +151,7 @@ def latencies(settings: Settings, since_ms: int) -> list[float]:
     return out
 
 
-def run(ticks: int, symbols: int, configs: int, rate: float) -> None:
+def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int) -> None:
     run_id = uuid.uuid4().hex[:8]
     base = Settings()
     settings = base.model_copy(update={
@@ -168,7 +178,7 @@ def run(ticks: int, symbols: int, configs: int, rate: float) -> None:
             seconds, start_up = time_worker(worker, lambda: snapshots(settings, run_id) >= expected, poll_s=0.2)
             last = max(max(b.times) for b in batches)
             follow_start = last - last % MINUTE_MS + 2 * MINUTE_MS
-            more = list(generate_ticks(names, follow_start, 12, seed=2, ticks_per_minute=rate * 60 / len(names),
+            more = list(generate_ticks(names, follow_start, follow_minutes, seed=2, ticks_per_minute=TICKS_PER_MINUTE,
                                        exchange=exchange, batch_ms=1_000, max_batch=100))
             asyncio.run(paced_feed(settings, more, rate))
             time.sleep(5)
@@ -199,8 +209,9 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=10)
     parser.add_argument("--configs", type=int, default=50)
     parser.add_argument("--rate", type=float, default=10_000.0, help="ticks/s of the latency phase")
+    parser.add_argument("--follow-minutes", type=int, default=40, help="event-time minutes of the latency phase")
     args = parser.parse_args()
-    run(args.ticks, args.symbols, args.configs, args.rate)
+    run(args.ticks, args.symbols, args.configs, args.rate, args.follow_minutes)
 
 
 if __name__ == "__main__":
