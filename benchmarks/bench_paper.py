@@ -13,7 +13,8 @@ that it removes afterwards:
 2. Latency: feeds `--follow-minutes` more minutes of ticks (as dense as the first phase's, so a bar closes every
    few seconds) at `--rate` ticks/s and measures, for each fill, the time from the tick message that
    closed the bar it was filled on (its candle is what the fill stage worked) to the fill's message on exec.fills,
-   both as the broker logged them.
+   both as the broker logged them, and each hop on the way; beside one raw aiokafka hop (send to receipt, acks=all)
+   measured in the same run, the floor under each of the four hops.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tempfile import TemporaryDirectory
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from psycopg.types.json import Jsonb
 
 from agents.candles import CandleBuilder
@@ -132,6 +134,50 @@ async def read_back(settings: Settings, topic: str) -> list[tuple[int, bytes | N
         await consumer.stop()
 
 
+async def raw_hop_latency(settings: Settings, messages: int = 1_000, rate: float = 200.0) -> list[float]:
+    """Send-to-receipt milliseconds of small messages paced at `rate` on a topic of their own: one raw aiokafka hop
+    (acks=all, the floor under each hop of the pipeline)."""
+    topic = f"{settings.kafka.topic_prefix}bench.hop"
+    servers = settings.kafka.bootstrap_servers
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=0)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=servers, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await producer.start()
+    await consumer.start()
+    sent_at: dict[int, float] = {}
+    received_at: dict[int, float] = {}
+
+    async def send() -> None:
+        started = time.perf_counter()
+        for index in range(messages):
+            sent_at[index] = time.perf_counter()
+            await producer.send(topic, str(index).encode())
+            ahead = (index + 1) / rate - (time.perf_counter() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+
+    async def receive() -> None:
+        deadline = time.monotonic() + messages / rate + 30
+        while len(received_at) < messages and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=100)).values():
+                now = time.perf_counter()
+                for record in records:
+                    received_at[int(record.value or b"0")] = now
+
+    try:
+        await asyncio.gather(send(), receive())
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return [(received_at[index] - sent_at[index]) * 1000 for index in received_at]
+
+
 HOPS = ("ticks→candle", "candle→signal", "signal→order", "order→fill")
 
 
@@ -189,6 +235,7 @@ def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int
     print(f"{total:,} ticks of {len(names)} symbols in {len(batches):,} messages; {configs} configurations on 1m "
           f"bars → {expected:,} configuration-bars through signals, orders, fills and snapshots")
     try:
+        hop_reference = asyncio.run(raw_hop_latency(settings))
         produced = asyncio.run(raw_produce(settings, payloads, total))
         consumed = asyncio.run(raw_consume(settings, len(payloads), total))
         with TemporaryDirectory() as logs, WorkerProcess(settings, Path(logs)) as worker:
@@ -211,6 +258,10 @@ def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int
                 times = [wait[index] for wait in waits]
                 print(f"  {hop:<14}: p50 {statistics.median(times):6.1f} ms, "
                       f"p99 {statistics.quantiles(times, n=100)[98]:6.1f} ms")
+            raw = statistics.quantiles(hop_reference, n=100)
+            print(f"raw aiokafka hop (reference, {len(hop_reference)} messages): p50 "
+                  f"{statistics.median(hop_reference):.1f} ms, p99 {raw[98]:.1f} ms; tick-to-fill p99 / "
+                  f"({len(HOPS)} * raw hop p99) = {cuts[98] / (len(HOPS) * raw[98]):.1f}")
         else:
             print("tick-to-fill: no fills in the paced phase (raise --rate or the trading activity)")
     finally:
