@@ -95,6 +95,8 @@ class Control:
     """Account -> (UTC day, equity of its first snapshot that day)."""
     rejected_changes: list[DeadLetter] = field(default_factory=list)
     status_updates: list[tuple[str, str, str]] = field(default_factory=list)
+    recorded_status: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Configuration -> the (status, reason) this worker last wrote, so an unchanged status costs no write."""
 
     def apply_change(self, change: ConfigChange, message: Any) -> None:
         try:
@@ -218,7 +220,6 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
     asyncio.run(_catch_up(views))  # before Faust consumes anything: agents decide with complete views
     for view in views:
         app.task(_follower(view))
-
 
     async def log(level: str, text: str, config_id: str | None, meta: dict[str, Any], ts: int) -> Output:
         event = LogEvent(event_id=stable_id("log", config_id, text, ts), ts=ts, schema_version=SCHEMA_VERSION,
@@ -360,6 +361,10 @@ async def _flush_status(control: Control, db: DatabaseWriter) -> None:
     for config_id, (status, reason) in list(latest.items()):  # a deactivated configuration that holds nothing
         if status == "stopping" and is_flat(control.config_snapshots.get(config_id)):
             latest[config_id] = ("stopped", reason)
+    latest = {config_id: update for config_id, update in latest.items()
+              if control.recorded_status.get(config_id) != update}
+    if not latest:
+        return
 
     def write(conn: psycopg.Connection) -> None:
         for config_id, (status, reason) in latest.items():
@@ -372,3 +377,5 @@ async def _flush_status(control: Control, db: DatabaseWriter) -> None:
     except psycopg.Error as exc:
         logger.warning("configuration statuses not recorded yet (database unavailable): %s", exc)
         control.status_updates = [(k, s, r) for k, (s, r) in latest.items()] + control.status_updates
+    else:
+        control.recorded_status.update(latest)

@@ -161,10 +161,15 @@ def run(ticks: int, symbols: int) -> None:
             worker.stop()
         report_rates("worker pipeline", produced, consumed, Rate(seconds, len(payloads), total_ticks), start_up)
     finally:
-        with psycopg.connect(settings.database.url) as conn:
-            conn.execute("DELETE FROM market_data WHERE exchange = %s", (exchange,))
-            conn.execute("DELETE FROM worker_heartbeats WHERE worker_id LIKE %s", (f"{settings.worker.app_id}@%",))
-        delete_topics(settings, settings.kafka.topic_prefix)
+        remove_namespace(settings, exchange)
+
+
+def remove_namespace(settings: Settings, exchange: str) -> None:
+    """Delete what a benchmark run left: its candles, its worker's heartbeats and its topics."""
+    with psycopg.connect(settings.database.url) as conn:
+        conn.execute("DELETE FROM market_data WHERE exchange = %s", (exchange,))
+        conn.execute("DELETE FROM worker_heartbeats WHERE worker_id LIKE %s", (f"{settings.worker.app_id}@%",))
+    delete_topics(settings, settings.kafka.topic_prefix)
 
 
 def main() -> None:

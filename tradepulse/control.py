@@ -67,8 +67,9 @@ def create_account(conn: psycopg.Connection, name: str, starting_balance: float,
 
 def ensure_account(conn: psycopg.Connection, name: str, starting_balance: float) -> Account:
     """The account `paper-<name>`, created with `starting_balance` if it does not exist yet."""
-    existing = conn.execute("SELECT 1 FROM accounts WHERE id = %s", (f"paper-{name.strip()}",)).fetchone()
-    return get_account(conn, f"paper-{name.strip()}") if existing else create_account(conn, name, starting_balance)
+    account_id = f"paper-{name.strip()}"
+    existing = conn.execute("SELECT 1 FROM accounts WHERE id = %s", (account_id,)).fetchone()
+    return get_account(conn, account_id) if existing else create_account(conn, name, starting_balance)
 
 
 def get_account(conn: psycopg.Connection, account_id: str) -> Account:

@@ -192,11 +192,10 @@ def run(
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     feed_args = ["data", "feed", "--source", feed, "--exchange", exchange, "--symbols", symbols, "--speed", str(speed)]
-    if feed == "synth":
-        start_ms = _synthetic_start(settings, exchange, [part.strip() for part in symbols.split(",") if part.strip()])
-        feed_args += ["--start", str(start_ms)]
-    launched: list[ChildProcess] = []
     names = [part.strip() for part in symbols.split(",") if part.strip()]
+    if feed == "synth":
+        feed_args += ["--start", str(_synthetic_start(settings, exchange, names))]
+    launched: list[ChildProcess] = []
     with ExitStack() as children:
         def start(name: str, command: list[str]) -> ChildProcess:
             child = ChildProcess(name, command, log_dir, env)
