@@ -33,6 +33,7 @@ from agents.deadletter import (
     send_dead_letters,
 )
 from agents.heartbeat import register_diagnostics, register_heartbeat
+from agents.recovery import register_recovery_watchdog
 from agents.sinks import DatabaseWriter, register_sinks
 from agents.stats import WorkerStats
 from streams.codecs import InvalidEvent, decode, encode
@@ -173,3 +174,4 @@ def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStat
     register_sinks(app, settings, stats, db)
     register_heartbeat(app, settings, stats, db)
     register_diagnostics(app)
+    register_recovery_watchdog(app)
