@@ -1,4 +1,5 @@
-"""Read a topic back as records, and a candle topic (or a time range of it) as candles: the input of backtests."""
+"""Read a topic back as records, and a candle topic (or a time range of it) as candles: the input of backtests;
+and where a replay of ticks got to."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import logging
 import time
 from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from streams.codecs import InvalidEvent, decode
-from streams.records import Candle, Event
-from streams.topics import candle_topic, topic_name
+from streams.keys import instrument_key
+from streams.records import Candle, Event, TickBatch
+from streams.topics import TICKS, candle_topic, topic_name
 from tradepulse.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -110,3 +112,58 @@ def _wanted(candle: Candle, exchange: str | None, symbol: str | None, start_ms: 
         and (start_ms is None or candle.ts >= start_ms)
         and (end_ms is None or candle.ts < end_ms)
     )
+
+
+async def newest_tick_times(
+    settings: Settings, exchange: str, symbols: list[str], *, chunk: int = 2_000, timeout_s: float = 120.0
+) -> dict[str, int]:
+    """The newest tick time already on market.ticks for each of `symbols` (those never published are absent).
+
+    Each partition is read backwards from its end, a growing chunk at a time, until every symbol is found or the
+    partition's beginning is reached; messages are matched by key before anything is decoded. A replay that
+    resumes after these times neither repeats a tick nor leaves one out.
+    """
+    name = topic_name(settings.kafka.topic_prefix, TICKS)
+    keys = {instrument_key(exchange, symbol).encode(): symbol for symbol in symbols}
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, group_id=None,
+                                enable_auto_commit=False, max_partition_fetch_bytes=4 << 20)
+    deadline = time.monotonic() + timeout_s
+    newest: dict[str, int] = {}
+    await consumer.start()
+    try:
+        if name not in await consumer.topics():
+            return newest
+        await _subscribe_existing(consumer, name, deadline)
+        tps = sorted(consumer.assignment())
+        begins, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+        for tp in tps:
+            high, size = ends[tp], chunk
+            while high > begins[tp] and len(newest) < len(keys):
+                low = max(begins[tp], high - size)
+                for message in await _read_range(consumer, tp, low, high, deadline):
+                    symbol = keys.get(message.key or b"")
+                    if symbol is None:
+                        continue
+                    try:
+                        batch = decode(TickBatch, message.value)
+                    except InvalidEvent:
+                        continue
+                    if batch.times:
+                        newest[symbol] = max(newest.get(symbol, batch.times[0]), max(batch.times))
+                high, size = low, min(size * 2, 100_000)
+    finally:
+        await consumer.stop()
+    return newest
+
+
+async def _read_range(consumer: AIOKafkaConsumer, tp: TopicPartition, low: int, high: int,
+                      deadline: float) -> list[ConsumerRecord[bytes, bytes]]:
+    """The messages of `tp` with offsets in `[low, high)`."""
+    consumer.seek(tp, low)
+    out: list[ConsumerRecord[bytes, bytes]] = []
+    while await consumer.position(tp) < high:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"reading {tp.topic}[{tp.partition}] took too long")
+        fetched = await consumer.getmany(tp, timeout_ms=500)
+        out.extend(m for m in fetched.get(tp, []) if m.offset < high)
+    return out

@@ -91,6 +91,34 @@ def test_replay_is_paced_by_event_time(settings: Settings, cli: CliRunner) -> No
     assert 2.9 < elapsed < 10
 
 
+def test_a_stopped_replay_resumes_without_repeating_or_skipping_a_tick(settings: Settings, cli: CliRunner) -> None:
+    candles = parse_file(DATA / "bitfinex_btcusd_1h.csv").candles[:60]
+    store(settings, candles)
+    replay = ("feed", "--source", "replay", "--exchange", "bitfinex", "--symbols", "BTC/USD", "--timeframe", "1h")
+    first = invoke(cli, *replay, "--speed", "36000", "--duration", "2")  # 10 candles a second: stopped midway
+    assert first.exit_code == 0, first.output
+    published = sum(len(b.times) for b in ticks_on_topic(settings))
+    assert 0 < published < 4 * len(candles)
+    other = list(generate_ticks(["ETH/USD"], candles[0].ts, 30, 3, 2, exchange="bitfinex"))
+    asyncio.run(_publish_all(settings, other))  # newer messages of another instrument on the same topic
+
+    resumed = invoke(cli, *replay, "--speed", "0", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming the replay: BTC/USD from" in resumed.output, resumed.output
+    times = sorted(t for b in ticks_on_topic(settings) if b.symbol == "BTC/USD" for t in b.times)
+    expected = sorted(t for c in candles for t in (c.ts + q * HOUR // 4 for q in range(4)))
+    assert times == expected  # every tick once, across both runs
+
+    again = invoke(cli, *replay, "--speed", "0", "--resume")
+    assert again.exit_code == 0, again.output
+    assert "published 0 ticks" in again.output
+
+
+async def _publish_all(settings: Settings, batches: list[TickBatch]) -> None:
+    async with LogProducer(settings) as producer:
+        await producer.send_many(TICKS, [(f"{batch.exchange}:{batch.symbol}", batch) for batch in batches])
+
+
 def test_replay_with_nothing_stored_is_a_clear_error(settings: Settings, cli: CliRunner) -> None:
     result = invoke(cli, "feed", "--source", "replay", "--exchange", "kraken", "--symbols", "BTC/USD")
     assert result.exit_code == 1

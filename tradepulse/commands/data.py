@@ -382,6 +382,9 @@ def feed(
     until: Annotated[str | None, typer.Option(
         help="replay: up to this time (default: the last stored candle)"
     )] = None,
+    resume: Annotated[bool, typer.Option(
+        help="replay: continue after the newest tick of each symbol already on market.ticks (a restarted replay)"
+    )] = False,
     seed: Annotated[int, typer.Option(help="synth: random seed")] = 42,
     start: Annotated[str | None, typer.Option(
         help="synth: event time of the first tick (default: the current minute)"
@@ -416,7 +419,8 @@ def feed(
 
     if source == "replay":
         runner = _replay_runner(settings, stats, exchange or settings.exchange, names, _timeframe(timeframe),
-                                parse_time(since, "--since"), parse_time(until, "--until"), speed, batch_ms, max_batch)
+                                parse_time(since, "--since"), parse_time(until, "--until"), resume, speed, batch_ms,
+                                max_batch)
     elif source == "synth":
         runner = _synth_runner(settings, stats, exchange or "synthetic", names, seed, parse_time(start, "--start"),
                                days, ticks_per_minute, speed, batch_ms, max_batch)
@@ -450,10 +454,12 @@ def feed(
 
 def _replay_runner(
     settings: Settings, stats: Any, exchange: str, names: list[str], timeframe: str, since: int | None,
-    until: int | None, speed: float, batch_ms: int, max_batch: int,
+    until: int | None, resume: bool, speed: float, batch_ms: int, max_batch: int,
 ) -> Callable[[], Awaitable[None]]:
+    from streams.replay import newest_tick_times
     from tradepulse.db import connect
-    from tradepulse.marketdata.feeds import candle_batches_async, stored_candles, stored_range
+    from tradepulse.marketdata.feeds import candle_batches_async, resume_points, resumed, stored_candles, stored_range
+    from tradepulse.marketdata.importer import format_ts
     from tradepulse.store import fetch_candles
 
     async def run() -> None:
@@ -467,7 +473,12 @@ def _replay_runner(
                 raise ValueError(f"no stored {timeframe} candles of {', '.join(names)} on {exchange} to replay "
                                  "(import or backfill some first)")
             first, end = since if since is not None else stored[0], until if until is not None else stored[1]
-            candles = stored_candles(load, names, timeframe, since=first, until=end)
+            starts = dict.fromkeys(names, first)
+            if resume:
+                starts = resume_points(await newest_tick_times(settings, exchange, names), timeframe, starts)
+                console.print("resuming the replay: " + ", ".join(f"{symbol} from {format_ts(ts)}"
+                                                                   for symbol, ts in starts.items()))
+            candles = resumed(stored_candles(load, names, timeframe, since=min(starts.values()), until=end), starts)
             await _publish_ticks(settings, candle_batches_async(candles, batch_ms=batch_ms, max_batch=max_batch),
                                  speed=speed, stats=stats)
         finally:

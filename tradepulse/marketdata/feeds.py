@@ -252,6 +252,24 @@ async def stored_candles(
         cursor = end
 
 
+def resume_points(newest_ticks: dict[str, int], timeframe: str, starts: dict[str, int]) -> dict[str, int]:
+    """Where each symbol's replay continues: the first candle after the newest tick already published, never
+    before `starts`. A replay publishes each candle's four ticks in one batch (windows of at most one candle and
+    `max_batch` of four or more, as by default), so the candle of the newest tick was published whole."""
+    span = TIMEFRAMES[timeframe]
+    return {
+        symbol: max(start, newest_ticks[symbol] // span * span + span) if symbol in newest_ticks else start
+        for symbol, start in starts.items()
+    }
+
+
+async def resumed(candles: AsyncIterator[Candle], starts: dict[str, int]) -> AsyncIterator[Candle]:
+    """`candles` without those of a symbol before its start."""
+    async for candle in candles:
+        if candle.ts >= starts.get(candle.symbol, candle.ts):
+            yield candle
+
+
 # -------------------------------------------------------------------------------------------------------- live
 
 
