@@ -94,7 +94,8 @@ def list_accounts(conn: psycopg.Connection) -> list[Account]:
 
 
 _CONFIG_COLUMNS = ("id", "strategy", "params", "exchange", "symbols", "timeframe", "account_id", "allocation",
-                   "execution", "risk", "on_deactivate", "is_active", "stage", "status", "status_reason")
+                   "execution", "risk", "on_deactivate", "is_active", "stage", "status", "status_reason",
+                   "data_start", "data_end")
 
 
 def _load(conn: psycopg.Connection, configuration_id: str, *, lock: bool = False) -> dict[str, Any]:

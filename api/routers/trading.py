@@ -89,6 +89,8 @@ class ConfigurationOut(BaseModel):
     allocation: float
     status: str
     status_reason: str
+    data_start: datetime | None = Field(default=None, description="first candle the configuration was trained on")
+    data_end: datetime | None = Field(default=None, description="end of the training data (no later candle seen)")
 
 
 class Activation(BaseModel):

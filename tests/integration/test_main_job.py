@@ -1,4 +1,5 @@
-"""The README's main job, end to end: `tradepulse run` brings everything up and the API serves live candles."""
+"""The README's main job, end to end: `tradepulse run` brings everything up, trains, activates the best
+configurations and paper trades them from a feed while the API serves the views."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -16,62 +20,55 @@ from tests.pipeline_helpers import settings_env
 from tradepulse.settings import Settings
 
 
-def poll(
-    url: str, params: dict[str, object], ready: Callable[[httpx.Response], bool], timeout_s: float,
-    process: subprocess.Popen[str],
-) -> dict[str, Any]:
-    """GET `url` until `ready` accepts the answer, failing early if the run process died."""
-    deadline = time.monotonic() + timeout_s
-    last: object = None
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"tradepulse run exited early:\n{process.stdout.read() if process.stdout else ''}")
-        try:
-            response = httpx.get(url, params=params, timeout=10)
-            last = response.text
-            if ready(response):
-                result: dict[str, Any] = response.json()
-                return result
-        except httpx.TransportError as exc:
-            last = exc
-        time.sleep(1)
-    raise AssertionError(f"{url} not ready within {timeout_s} s; last answer: {last}")
+@dataclass
+class Run:
+    base: str
+    process: subprocess.Popen[str]
 
+    def poll(self, path: str, params: dict[str, object], ready: Callable[[httpx.Response], bool],
+             timeout_s: float) -> Any:
+        """GET `path` until `ready` accepts the answer (returned decoded), failing early if the run died."""
+        deadline = time.monotonic() + timeout_s
+        last: object = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                output = self.process.stdout.read() if self.process.stdout else ""
+                raise AssertionError(f"tradepulse run exited early:\n{output}")
+            try:
+                response = httpx.get(f"{self.base}{path}", params=params, timeout=10)
+                last = response.text
+                if ready(response):
+                    return response.json()
+            except httpx.TransportError as exc:
+                last = exc
+            time.sleep(1)
+        raise AssertionError(f"{path} not ready within {timeout_s} s; last answer: {last}")
 
-def test_run_serves_demo_history_and_live_candles(settings: Settings) -> None:
-    port = free_port()
-    isolated = settings.model_copy(update={"api": settings.api.model_copy(update={"port": port})})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tradepulse.cli", "run", "--speed", "1200"],
-        env=settings_env(isolated), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        health = poll(f"{base}/health", {}, lambda r: r.status_code == 200, 600, process)
+    def healthy(self, timeout_s: float) -> None:
+        health = self.poll("/health", {}, lambda r: r.status_code == 200, timeout_s)
         assert health["broker"]["ok"] and health["database"]["ok"]
         assert any(worker["alive"] for worker in health["workers"])
 
-        # the demo import finishes before the API starts
-        history = httpx.get(f"{base}/api/market/candles", params={
-            "exchange": "bitfinex", "symbol": "BTC/USD", "timeframe": "1h", "limit": 10_000,
-            "from": "2017-01-01T00:00:00Z",
-        }).json()
-        assert history["count"] == 10_000
-        assert history["candles"][-1]["ts"].startswith("2019-07-04T01:00:00")
-
-        live = poll(f"{base}/api/market/candles", {"exchange": "synth", "symbol": "ETH/USDT", "timeframe": "5m"},
-                    lambda r: r.status_code == 200 and r.json()["count"] >= 3, 90, process)
-        closes = [candle["close"] for candle in live["candles"]]
-        assert all(price > 0 for price in closes)
-
-        # trained configurations trade on paper from the live feed
-        configs = httpx.get(f"{base}/api/configurations", params={"active": "true"}).json()
-        assert len(configs) == 4 and all(c["exchange"] == "synth" and c["timeframe"] == "15m" for c in configs)
-        portfolio = poll(f"{base}/api/portfolio", {"account": "paper-demo"},
-                         lambda r: r.status_code == 200 and len(r.json()["configurations"]) == 4, 120, process)
+    def paper_trading(self, timeout_s: float) -> list[dict[str, Any]]:
+        """The demo account's configurations once all four report, and its first trades."""
+        portfolio = self.poll("/api/portfolio", {"account": "paper-demo"},
+                              lambda r: r.status_code == 200 and len(r.json()["configurations"]) == 4, timeout_s)
         assert portfolio["account"]["equity"] > 0
-        assert httpx.get(f"{base}/api/trades", params={"account": "paper-demo"}).status_code == 200
-        assert httpx.get(f"{base}/api/strategies/performance").status_code == 200
+        assert httpx.get(f"{self.base}/api/strategies/performance").status_code == 200
+        trades: list[dict[str, Any]] = self.poll("/api/trades", {"account": "paper-demo"},
+                                                 lambda r: r.status_code == 200 and len(r.json()) > 0, timeout_s)
+        return trades
+
+
+@contextmanager
+def running(settings: Settings, *args: str) -> Iterator[Run]:
+    """`tradepulse run ARGS` on a free API port; stopped with Ctrl-C at the end, which must be a clean exit."""
+    port = free_port()
+    isolated = settings.model_copy(update={"api": settings.api.model_copy(update={"port": port})})
+    process = subprocess.Popen([sys.executable, "-m", "tradepulse.cli", "run", *args], env=settings_env(isolated),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield Run(f"http://127.0.0.1:{port}", process)
         process.send_signal(signal.SIGINT)  # Ctrl-C: the API stops, then the worker and the feed
         assert process.wait(timeout=60) == 0
     finally:
@@ -80,4 +77,37 @@ def test_run_serves_demo_history_and_live_candles(settings: Settings) -> None:
             process.wait(30)
     output = process.stdout.read() if process.stdout else ""
     assert "TradePulse is running" in output
+    assert "paper trading 4 configurations on account paper-demo" in output
     assert "stopped the worker, the feed and the API" in output
+
+
+def test_run_trains_activates_and_paper_trades_the_replayed_held_out_history(settings: Settings) -> None:
+    with running(settings, "--speed", "36000") as run:
+        run.healthy(900)
+        # the demo import finishes before the API starts
+        history = run.poll("/api/market/candles", {
+            "exchange": "bitfinex", "symbol": "BTC/USD", "timeframe": "1h", "limit": 10_000,
+            "from": "2017-01-01T00:00:00Z",
+        }, lambda r: r.status_code == 200, 10)
+        assert history["count"] == 10_000
+        assert history["candles"][-1]["ts"].startswith("2019-07-04T01:00:00")
+
+        # configurations trained before the held-out period trade it on paper from the replay feed
+        configs = httpx.get(f"{run.base}/api/configurations", params={"active": "true"}).json()
+        assert len(configs) == 4
+        assert all(c["exchange"] == "bitfinex" and c["timeframe"] == "1h" for c in configs)
+        held_out = datetime(2019, 5, 5, 1, tzinfo=UTC)  # 60 days before the newest stored hour, 2019-07-04 01:00
+        assert all(datetime.fromisoformat(c["data_end"]) <= held_out for c in configs), configs
+        trades = run.paper_trading(300)
+        assert all(datetime.fromisoformat(t["entry_ts"]) >= held_out for t in trades), trades
+
+
+def test_run_with_the_synthetic_feed_trades_a_live_synthetic_market(settings: Settings) -> None:
+    with running(settings, "--feed", "synth", "--speed", "1200") as run:
+        run.healthy(600)
+        live = run.poll("/api/market/candles", {"exchange": "synth", "symbol": "ETH/USDT", "timeframe": "5m"},
+                        lambda r: r.status_code == 200 and r.json()["count"] >= 3, 90)
+        assert all(candle["close"] > 0 for candle in live["candles"])
+        configs = httpx.get(f"{run.base}/api/configurations", params={"active": "true"}).json()
+        assert len(configs) == 4 and all(c["exchange"] == "synth" and c["timeframe"] == "15m" for c in configs)
+        run.paper_trading(300)
