@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,9 +16,15 @@ from typing import Any
 
 import httpx
 
+from tests.fake_exchange import FakeBinance, Trade
 from tests.integration.conftest import free_port
 from tests.pipeline_helpers import settings_env
+from tradepulse.commands.run import CCXT_HISTORY_DAYS
+from tradepulse.marketdata.synth import generate_candles
 from tradepulse.settings import Settings
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
 
 
 @dataclass
@@ -111,3 +118,48 @@ def test_run_with_the_synthetic_feed_trades_a_live_synthetic_market(settings: Se
         configs = httpx.get(f"{run.base}/api/configurations", params={"active": "true"}).json()
         assert len(configs) == 4 and all(c["exchange"] == "synth" and c["timeframe"] == "15m" for c in configs)
         run.paper_trading(300)
+
+
+def test_run_with_the_ccxt_feed_backfills_trains_and_trades_the_live_market(settings: Settings) -> None:
+    now = int(time.time() * 1000)
+    first = now - now % HOUR - CCXT_HISTORY_DAYS * 24 * HOUR - HOUR
+    minutes = (now - first) // MINUTE
+    candles = list(generate_candles(["BTC/USDT"], first, minutes, seed=11, ticks_per_minute=4))
+    with FakeBinance() as fake, LiveTrades(fake, "BTC/USDT", candles[-1].close):
+        fake.add_market("BTC/USDT", [(c.ts, c.open, c.high, c.low, c.close, c.volume) for c in candles])
+        with running(settings, "--feed", "ccxt", "--exchange", "binance", "--symbols", "BTC/USDT",
+                     "--exchange-url", fake.url, "--skip-import") as run:
+            run.healthy(600)
+            configs = httpx.get(f"{run.base}/api/configurations", params={"active": "true"}).json()
+            assert len(configs) == 4 and all(c["exchange"] == "binance" and c["timeframe"] == "1h" for c in configs)
+            run.poll("/api/configurations", {"active": "true"},
+                     lambda r: all(c["status"] == "running" for c in r.json()), 60)
+            live = run.poll("/api/market/candles", {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1m",
+                                                    "from": datetime.fromtimestamp(now / 1000, UTC).isoformat()},
+                            lambda r: r.status_code == 200 and r.json()["count"] >= 1, 180)
+            assert all(candle["close"] > 0 for candle in live["candles"])
+
+
+class LiveTrades:
+    """A thread trading on the fake exchange at the current time, a few trades a second, around `price`."""
+
+    def __init__(self, fake: FakeBinance, symbol: str, price: float) -> None:
+        self._fake, self._symbol, self._price = fake, symbol, price
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._trade, daemon=True)
+
+    def __enter__(self) -> LiveTrades:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _trade(self) -> None:
+        trade_id = 1
+        while not self._stop.wait(0.25):
+            if self._symbol in self._fake.markets.values():
+                price = self._price * (1 + 0.001 * ((trade_id % 7) - 3))
+                self._fake.add_trades(self._symbol, [Trade(trade_id, int(time.time() * 1000), price, 0.01)])
+                trade_id += 1

@@ -227,6 +227,7 @@ def run(
     seconds: float = typer.Option(0.0, "--for", min=0.0, help="stop after this many seconds (0 = until Ctrl-C)"),
     skip_import: bool = typer.Option(False, help="do not import the demo history in data/demo"),
     skip_paper: bool = typer.Option(False, help="no training or paper trading in the demo"),
+    exchange_url: str | None = typer.Option(None, hidden=True, help="ccxt: send every exchange request here"),
 ) -> None:
     """Run the full stack with the demo: Kafka, PostgreSQL, demo data, a worker, a tick feed and the API.
 
@@ -265,8 +266,9 @@ def run(
         if subprocess.run(_cli("data", "import", *files)).returncode != 0:
             raise fail("the demo import failed (its error is above); --skip-import runs without the history")
     held_out = _held_out_start(settings, exchange, names) if feed == "replay" else None
+    exchange_args = ("--api-url", exchange_url) if exchange_url else ()
     if feed == "ccxt" and not skip_paper:
-        _backfill(exchange, names)
+        _backfill(exchange, names, exchange_args)
 
     log_dir = settings.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -286,8 +288,8 @@ def run(
                 _publish_synthetic_history(settings, exchange, names, worker)
             timeframe = {"synth": SYNTH_TIMEFRAME}.get(feed, REPLAY_TIMEFRAME)
             _train_and_activate(settings, exchange, names, timeframe, held_out)
-        feed_child = start("feed", _cli(*_feed_args(settings, feed, exchange, names,
-                                                     default_speed if speed is None else speed, held_out)))
+        feed_args = _feed_args(settings, feed, exchange, names, default_speed if speed is None else speed, held_out)
+        feed_child = start("feed", _cli(*feed_args, *(exchange_args if feed == "ccxt" else ())))
         feed_child.may_finish = feed == "replay"
         base = f"http://{settings.api.host}:{settings.api.port}"
         console.print(Panel.fit(
@@ -310,13 +312,13 @@ def run(
         raise fail(f"{', '.join(died)} stopped unexpectedly; see the logs in {log_dir}")
 
 
-def _backfill(exchange: str, symbols: list[str]) -> None:
+def _backfill(exchange: str, symbols: list[str], exchange_args: tuple[str, ...]) -> None:
     """The live exchange's recent hourly candles (resumable), which the ccxt demo trains on."""
     now = int(time.time() * 1000)
     since = now - now % 3_600_000 - CCXT_HISTORY_DAYS * 86_400_000
     console.print(f"backfilling {CCXT_HISTORY_DAYS} days of {REPLAY_TIMEFRAME} candles from {exchange}…")
     backfill = _cli("data", "backfill", "--exchange", exchange, "--symbols", ",".join(symbols), "--timeframe",
-                    REPLAY_TIMEFRAME, "--since", str(since))
+                    REPLAY_TIMEFRAME, "--since", str(since), *exchange_args)
     if subprocess.run(backfill).returncode != 0:
         raise fail(f"backfilling from {exchange} failed (its error is above); is the exchange reachable?")
 
