@@ -33,11 +33,12 @@ from agents.deadletter import (
     send_dead_letters,
 )
 from agents.heartbeat import register_diagnostics, register_heartbeat
+from agents.output import Output, OutputProducer, output_producer
 from agents.recovery import register_recovery_watchdog
 from agents.sinks import DatabaseWriter, register_sinks
 from agents.stats import WorkerStats
 from streams.codecs import InvalidEvent, decode, encode
-from streams.records import SCHEMA_VERSION, TIMEFRAMES, Candle, DeadLetter, TickBatch, instrument_key, stable_id
+from streams.records import SCHEMA_VERSION, Candle, DeadLetter, TickBatch, instrument_key, stable_id
 from streams.topics import DLQ, TICKS, candle_topic, topic_name
 from tradepulse.settings import Settings
 
@@ -104,14 +105,14 @@ def _late_letter(message: Message, batch: TickBatch, result: BatchResult) -> Dea
 async def _apply_tick_batch(
     messages: list[Message],
     builders: faust.Table,
-    candle_topics: dict[str, faust.TopicT],
+    outputs_to: OutputProducer,
     dlq: faust.TopicT,
     grace_ms: int,
     stats: WorkerStats,
 ) -> None:
     """Steps 1 and 2 of the module docstring for one batch of `market.ticks` messages."""
     states: dict[str, tuple[int, dict[str, Any]]] = {}
-    pending = []
+    outputs: list[Output] = []
     letters: list[DeadLetter] = []
     accepted = 0
     for message in messages:
@@ -129,7 +130,7 @@ async def _apply_tick_batch(
             stats.redelivered_batches += 1
             continue
         for candle in step.candles:
-            pending.append(await candle_topics[candle.timeframe].send(key=message.key, value=encode(candle)))
+            outputs.append((candle_topic(candle.timeframe), instrument_key(candle.exchange, candle.symbol), candle))
             stats.candles[candle.timeframe] += 1
         letters += step.letters
         if step.state is not None and step.instrument is not None:
@@ -137,8 +138,7 @@ async def _apply_tick_batch(
         accepted += step.accepted_ticks
     if letters:
         await send_dead_letters(dlq, letters, stats)
-    for future in pending:
-        await future
+    await outputs_to.deliver(outputs)
     # The state goes to the changelog partition of the message it came from (the instrument's partition), as
     # `builders[key] = state` would do inside a one-message stream; the futures resolve once the broker has it.
     changelog = []
@@ -156,7 +156,7 @@ def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStat
     app_id = settings.worker.app_id
     grace_ms = settings.worker.late_tick_grace_ms
     ticks = app.topic(topic_name(prefix, TICKS))
-    candle_topics = {tf: app.topic(topic_name(prefix, candle_topic(tf))) for tf in TIMEFRAMES}
+    outputs_to = output_producer(app, settings)
     dlq = app.topic(topic_name(prefix, DLQ))
     # No key/value types: Faust then stores JSON and restores the plain dicts `CandleBuilder.from_state` takes.
     builders = app.Table(
@@ -169,7 +169,7 @@ def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStat
     async def build_candles(stream: faust.StreamT[bytes]) -> None:
         batches = message_batches(stream, settings.worker.tick_batch_messages, settings.worker.batch_wait_s)
         async for messages in batches:
-            await _apply_tick_batch(messages, builders, candle_topics, dlq, grace_ms, stats)
+            await _apply_tick_batch(messages, builders, outputs_to, dlq, grace_ms, stats)
 
     register_sinks(app, settings, stats, db)
     register_heartbeat(app, settings, stats, db)

@@ -25,6 +25,7 @@ from agents.bars import Bar
 from agents.batches import message_batches
 from agents.deadletter import decode_error_code, letter_for_message, send_dead_letters
 from agents.execution.risk import RiskLimits
+from agents.output import Output, OutputProducer, output_producer
 from agents.paper import (
     ConfigError,
     TradingConfig,
@@ -41,7 +42,7 @@ from agents.paper import (
 from agents.sinks import DatabaseWriter
 from agents.stats import WorkerStats
 from agents.views import TopicView
-from streams.codecs import InvalidEvent, decode, encode
+from streams.codecs import InvalidEvent, decode
 from streams.keys import TIMEFRAMES, instrument_key, stable_id
 from streams.records import (
     SCHEMA_VERSION,
@@ -78,7 +79,6 @@ STAGE_BATCH_MESSAGES = 500
 PROCESSING_ERROR = "processing_error"
 INVALID_CONFIG = "invalid_config"
 
-Output = tuple[faust.TopicT, str, Event]
 
 
 @dataclass
@@ -140,13 +140,6 @@ def _raw(record: Any) -> SimpleNamespace:
                            value=record.value, timestamp=record.timestamp / 1000)
 
 
-async def send_all(outputs: list[Output]) -> None:
-    """Publish and wait until the broker has every record."""
-    pending = [await topic.send(key=key.encode(), value=encode(record)) for topic, key, record in outputs]
-    for future in pending:
-        await future
-
-
 async def save_states(table: faust.Table, states: dict[str, tuple[int, Any]]) -> None:
     """Write each key's state once, to the changelog partition of the message it came from, and wait for them."""
     futures = []
@@ -161,7 +154,7 @@ Step = Callable[[R, dict[str, Any], Message], Awaitable[list[Output]]]
 
 
 async def run_stage(messages: list[Message], record_type: type[R], table: faust.Table | None, step: Step[R],
-                    dlq: faust.TopicT, stats: WorkerStats, name: str) -> None:
+                    outputs_to: OutputProducer, dlq: faust.TopicT, stats: WorkerStats, name: str) -> None:
     """Decode, step each message against its key's state, publish, then save the states (see module docstring).
 
     A message that does not decode is skipped here; every topic's sink dead-letters it, so it gets one letter.
@@ -187,7 +180,7 @@ async def run_stage(messages: list[Message], record_type: type[R], table: faust.
         states[key] = (message.partition, state)
     if letters:
         await send_dead_letters(dlq, letters, stats)
-    await send_all(outputs)
+    await outputs_to.deliver(outputs)
     if table is not None and states:
         await save_states(table, states)
     stats.paper[name] += len(messages)
@@ -199,8 +192,8 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
     limits = RiskLimits(paper.max_open_positions, paper.max_positions_per_symbol, paper.max_exposure,
                         paper.daily_loss_limit)
     control = Control()
-    topic = {name: app.topic(topic_name(prefix, name)) for name in (SIGNALS, ORDERS, FILLS, TRADES, PORTFOLIO,
-                                                                    LOGS, DLQ)}
+    topic = {name: app.topic(topic_name(prefix, name)) for name in (SIGNALS, ORDERS, PORTFOLIO, DLQ)}
+    outputs_to = output_producer(app, settings)
     candles = app.topic(*(topic_name(prefix, candle_topic(tf)) for tf in TIMEFRAMES))
     strategies = app.Table("paper-strategies", partitions=settings.kafka.partitions,
                            help="Per instrument: each configuration's strategy state.")
@@ -224,7 +217,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
     async def log(level: str, text: str, config_id: str | None, meta: dict[str, Any], ts: int) -> Output:
         event = LogEvent(event_id=stable_id("log", config_id, text, ts), ts=ts, schema_version=SCHEMA_VERSION,
                          level=level, message=text, logger=__name__, configuration_id=config_id, metadata=meta)
-        return topic[LOGS], __name__, event
+        return LOGS, __name__, event
 
     # ------------------------------------------------------------------------------------------ emit_signals
 
@@ -252,7 +245,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
             else:
                 state[config.configuration_id] = step.state
             if step.signal is not None:
-                outputs.append((topic[SIGNALS], message.key.decode(), step.signal))
+                outputs.append((SIGNALS, message.key.decode(), step.signal))
             if step.error is not None:
                 control.status_updates.append((config.configuration_id, "error", step.error.strip().splitlines()[-1]))
                 outputs.append(await log("ERROR", f"strategy {config.strategy} failed; configuration stopped",
@@ -262,7 +255,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
     @app.agent(candles, name=f"{app_id}.emit_signals")
     async def emit_signals(stream: faust.StreamT[bytes]) -> None:
         async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
-            await run_stage(messages, Candle, strategies, signal_step, topic[DLQ], stats,
+            await run_stage(messages, Candle, strategies, signal_step, outputs_to, topic[DLQ], stats,
                             "emit_signals")
             await _flush_status(control, db)
 
@@ -278,7 +271,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
         sub = control.config_snapshots.get(config.configuration_id)
         batch = step_orders(signal, config, limits, account_view(snapshot, day[1] if day else None),
                             sub.cash if sub is not None else None, control.halt_reason(config))
-        outputs: list[Output] = [(topic[ORDERS], message.key.decode(), batch)]
+        outputs: list[Output] = [(ORDERS, message.key.decode(), batch)]
         for refusal in batch.refused:
             outputs.append(await log("WARNING", f"order refused: {refusal['reason']}", config.configuration_id,
                                      {"signal_id": refusal["signal_id"], "intent": refusal["intent"]}, signal.ts))
@@ -287,7 +280,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
     @app.agent(topic[SIGNALS], name=f"{app_id}.size_orders")
     async def size_orders(stream: faust.StreamT[bytes]) -> None:
         async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
-            await run_stage(messages, Signal, None, order_step, topic[DLQ], stats, "size_orders")
+            await run_stage(messages, Signal, None, order_step, outputs_to, topic[DLQ], stats, "size_orders")
 
     # -------------------------------------------------------------------------------------------- fill_paper
 
@@ -298,16 +291,16 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
         step = step_fills(config, state.get(config.configuration_id), batch)
         state[config.configuration_id] = step.state
         key = message.key.decode()
-        outputs: list[Output] = [(topic[FILLS], key, f) for f in step.fills]
-        outputs += [(topic[TRADES], key, t) for t in step.trades]
+        outputs: list[Output] = [(FILLS, key, f) for f in step.fills]
+        outputs += [(TRADES, key, t) for t in step.trades]
         if step.snapshot is not None:
-            outputs.append((topic[PORTFOLIO], config.account_id, step.snapshot))
+            outputs.append((PORTFOLIO, config.account_id, step.snapshot))
         return outputs
 
     @app.agent(topic[ORDERS], name=f"{app_id}.fill_paper")
     async def fill_paper(stream: faust.StreamT[bytes]) -> None:
         async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
-            await run_stage(messages, Order, simulators, fill_step, topic[DLQ], stats,
+            await run_stage(messages, Order, simulators, fill_step, outputs_to, topic[DLQ], stats,
                             "fill_paper")
 
     # --------------------------------------------------------------------------------------- track_portfolio
@@ -320,12 +313,12 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
             return []
         state[snapshot.configuration_id] = snapshot.asdict()
         parts = {k: PortfolioSnapshot.from_data(v) for k, v in state.items()}
-        return [(topic[PORTFOLIO], snapshot.account_id, account_snapshot(snapshot.account_id, parts, snapshot.ts))]
+        return [(PORTFOLIO, snapshot.account_id, account_snapshot(snapshot.account_id, parts, snapshot.ts))]
 
     @app.agent(topic[PORTFOLIO], name=f"{app_id}.track_portfolio")
     async def track_portfolio(stream: faust.StreamT[bytes]) -> None:
         async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
-            await run_stage(messages, PortfolioSnapshot, accounts, portfolio_step, topic[DLQ],
+            await run_stage(messages, PortfolioSnapshot, accounts, portfolio_step, outputs_to, topic[DLQ],
                             stats, "track_portfolio")
 
     @app.timer(interval=1.0, name=f"{app_id}.paper_housekeeping")

@@ -1,4 +1,4 @@
-"""A small aiokafka producer for processes that are not Faust workers (importers, feeds, replays)."""
+"""A small aiokafka producer for the documented topics: importers, feeds and replays, and the agents' outputs."""
 
 from __future__ import annotations
 
@@ -51,9 +51,13 @@ class LogProducer:
 
     async def send_many(self, topic: str, keyed_records: Iterable[tuple[str, Event]]) -> int:
         """Queue many records and wait until the broker has them all; returns how many were sent."""
+        return await self.deliver((topic, key, record) for key, record in keyed_records)
+
+    async def deliver(self, records: Iterable[tuple[str, str, Event]]) -> int:
+        """Queue `(topic, key, record)`s and wait until the broker has them all; returns how many were sent."""
         futures = [
             await self._producer.send(topic_name(self._prefix, topic), encode(record), key=key.encode())
-            for key, record in keyed_records
+            for topic, key, record in records
         ]
         for future in futures:
             await future

@@ -3,6 +3,8 @@ configurations and paper trades them from a feed while the API serves the views.
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -163,3 +165,41 @@ class LiveTrades:
                 price = self._price * (1 + 0.001 * ((trade_id % 7) - 3))
                 self._fake.add_trades(self._symbol, [Trade(trade_id, int(time.time() * 1000), price, 0.01)])
                 trade_id += 1
+
+
+def test_a_sigterm_during_start_up_stops_the_children_too(settings: Settings) -> None:
+    port = free_port()
+    isolated = settings.model_copy(update={"api": settings.api.model_copy(update={"port": port})})
+    process = subprocess.Popen([sys.executable, "-m", "tradepulse.cli", "run", "--feed", "synth", "--skip-import"],
+                               env=settings_env(isolated), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        worker_pid = None
+        for line in process.stdout:
+            match = re.search(r"started worker \(pid (\d+)", line)
+            if match:
+                worker_pid = int(match.group(1))
+                break
+        assert worker_pid is not None, "run never started its worker"
+        process.send_signal(signal.SIGTERM)  # still preparing the demo: the API is not up yet
+        process.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _alive(worker_pid):
+            time.sleep(0.5)
+        assert not _alive(worker_pid), "the worker outlived run"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:  # a zombie has exited: only its exit status is left to collect
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

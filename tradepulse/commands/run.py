@@ -249,6 +249,7 @@ def run(
         raise typer.BadParameter(f"expected {', '.join(FEED_DEFAULTS)}", param_hint="--feed")
     default_exchange, default_symbols, default_speed = FEED_DEFAULTS[feed]
     names = parse_symbols(symbols or default_symbols)
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     configure_logging()
     settings = get_settings()
     exchange = exchange or default_exchange or settings.exchange
@@ -310,6 +311,12 @@ def run(
     console.print("stopped the worker, the feed and the API")
     if died:
         raise fail(f"{', '.join(died)} stopped unexpectedly; see the logs in {log_dir}")
+
+
+def _stop_like_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM (a service manager, a test's terminate) stops `run` as Ctrl-C does, children included; without
+    this a SIGTERM during training or start-up would end `run` and leave the worker and the feed running."""
+    raise KeyboardInterrupt
 
 
 def _backfill(exchange: str, symbols: list[str], exchange_args: tuple[str, ...]) -> None:
