@@ -21,6 +21,7 @@ import socket
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import optuna
@@ -224,10 +225,15 @@ def optimise(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0), load_if_exists=True,
     )
     study.set_user_attr("strategy", spec.strategy)
+    _fail_trials_that_never_beat(storage, study_name)
     evaluation = Evaluation(spec, series)
     target = min(spec.trials, grid_size(evaluation.cls)) if spec.method == "grid" else spec.trials
     if progress is not None:
         progress.advance(finished(study))
+    if on_trial is not None:  # a process killed between a trial's end and its callback left that trial unmirrored
+        ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+        for trial in study.get_trials(deepcopy=False, states=ended):
+            on_trial(study, trial)
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial is not None:
@@ -242,6 +248,28 @@ def optimise(
     if remaining > 0:
         study.optimize(evaluation.trial, n_trials=remaining * 2 + 10, callbacks=[callback], gc_after_trial=False)
     return study
+
+
+def _fail_trials_that_never_beat(storage: optuna.storages.BaseStorage | None, study_name: str) -> None:
+    """optuna fails a RUNNING trial once its heartbeat is stale, but a process killed between creating a trial and
+    its first heartbeat leaves a trial with no heartbeat at all, RUNNING for ever; fail those older than the grace
+    period (a live trial records its heartbeat as it starts)."""
+    if not isinstance(storage, optuna.storages.RDBStorage) or storage.grace_period is None:
+        return
+    import sqlalchemy
+
+    with storage.engine.connect() as conn:
+        rows = conn.execute(sqlalchemy.text(
+            "SELECT t.trial_id, t.datetime_start FROM trials t JOIN studies s USING (study_id) "
+            "WHERE s.study_name = :name AND t.state = 'RUNNING' "
+            "AND NOT EXISTS (SELECT 1 FROM trial_heartbeats h WHERE h.trial_id = t.trial_id)"
+        ), {"name": study_name}).all()
+    cutoff = datetime.now() - timedelta(seconds=storage.grace_period)  # optuna stores local naive times
+    for trial_id, started in rows:
+        if started is not None and started < cutoff:
+            logger.warning("trial %s of %s never sent a heartbeat (its process died at once); failing it",
+                           trial_id, study_name)
+            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
 
 
 def _best_value(study: optuna.Study) -> float | None:

@@ -255,3 +255,26 @@ def test_train_all_turns_the_demo_data_into_fifty_configurations(settings: Setti
     assert len({symbol for _, symbol, _, _ in found}) >= 3
     assert "skipped HTF_SWEEP on BTC/USD 1d" in result.stderr  # no higher timeframe above daily bars
     assert count(settings, "lifecycle_decisions") == len(found)
+
+
+def test_a_trial_whose_process_died_before_its_first_heartbeat_is_failed_when_the_study_continues(
+    settings: Settings,
+) -> None:
+    import optuna
+
+    from tests.strategy_helpers import random_series
+    from training.optimize import SearchSpec, optimise, rdb_storage
+
+    settings = settings.model_copy(update={"training": settings.training.model_copy(update={"grace_s": 2})})
+    storage = rdb_storage(settings)
+    name = f"orphan-{time.time_ns()}"
+    optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    orphan = storage.create_new_trial(storage.get_study_id_from_name(name))  # RUNNING, and never a heartbeat
+    with psycopg.connect(settings.database.url) as conn:
+        conn.execute("UPDATE optuna.trials SET datetime_start = datetime_start - interval '1 minute' "
+                     "WHERE trial_id = %s", (orphan,))
+    continued = optimise(SearchSpec("sma_cross", method="random", trials=3), random_series(400, 5), study_name=name,
+                         storage=storage)
+    states = [t.state for t in continued.get_trials(deepcopy=False)]
+    assert states.count(optuna.trial.TrialState.RUNNING) == 0
+    assert states.count(optuna.trial.TrialState.FAIL) == 1

@@ -164,6 +164,15 @@ def test_on_trial_sees_every_trial(series: BarSeries) -> None:
     assert seen == [t.number for t in study.trials] == list(range(5))
 
 
+def test_a_continued_study_mirrors_again_the_trials_a_killed_process_finished(series: BarSeries) -> None:
+    storage = optuna.storages.InMemoryStorage()
+    optimise(SearchSpec("sma_cross", method="random", trials=3), series, study_name="remirror", storage=storage)
+    seen: list[int] = []  # as if the first process had died before mirroring any of its trials
+    optimise(SearchSpec("sma_cross", method="random", trials=5), series, study_name="remirror", storage=storage,
+             on_trial=lambda s, t: seen.append(t.number))
+    assert sorted(seen) == [0, 1, 2, 3, 4]
+
+
 def test_a_study_continues_to_the_number_asked(series: BarSeries) -> None:
     storage = optuna.storages.InMemoryStorage()
     first = optimise(SearchSpec("sma_cross", method="random", trials=5), series, study_name="resume", storage=storage)
