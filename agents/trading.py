@@ -193,7 +193,6 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
                         paper.daily_loss_limit)
     control = Control()
     topic = {name: app.topic(topic_name(prefix, name)) for name in (SIGNALS, ORDERS, PORTFOLIO, DLQ)}
-    outputs_to = output_producer(app, settings)
     candles = app.topic(*(topic_name(prefix, candle_topic(tf)) for tf in TIMEFRAMES))
     strategies = app.Table("paper-strategies", partitions=settings.kafka.partitions,
                            help="Per instrument: each configuration's strategy state.")
@@ -254,6 +253,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(candles, name=f"{app_id}.emit_signals")
     async def emit_signals(stream: faust.StreamT[bytes]) -> None:
+        outputs_to = output_producer(app, settings, "emit_signals")
         async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
             await run_stage(messages, Candle, strategies, signal_step, outputs_to, topic[DLQ], stats,
                             "emit_signals")
@@ -279,6 +279,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[SIGNALS], name=f"{app_id}.size_orders")
     async def size_orders(stream: faust.StreamT[bytes]) -> None:
+        outputs_to = output_producer(app, settings, "size_orders")
         async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
             await run_stage(messages, Signal, None, order_step, outputs_to, topic[DLQ], stats, "size_orders")
 
@@ -299,6 +300,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[ORDERS], name=f"{app_id}.fill_paper")
     async def fill_paper(stream: faust.StreamT[bytes]) -> None:
+        outputs_to = output_producer(app, settings, "fill_paper")
         async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
             await run_stage(messages, Order, simulators, fill_step, outputs_to, topic[DLQ], stats,
                             "fill_paper")
@@ -317,6 +319,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[PORTFOLIO], name=f"{app_id}.track_portfolio")
     async def track_portfolio(stream: faust.StreamT[bytes]) -> None:
+        outputs_to = output_producer(app, settings, "track_portfolio")
         async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
             await run_stage(messages, PortfolioSnapshot, accounts, portfolio_step, outputs_to, topic[DLQ],
                             stats, "track_portfolio")
