@@ -156,7 +156,7 @@ def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStat
     app_id = settings.worker.app_id
     grace_ms = settings.worker.late_tick_grace_ms
     ticks = app.topic(topic_name(prefix, TICKS))
-    outputs_to = output_producer(app, settings, "build_candles")
+    outputs_to = output_producer(app, settings)
     dlq = app.topic(topic_name(prefix, DLQ))
     # No key/value types: Faust then stores JSON and restores the plain dicts `CandleBuilder.from_state` takes.
     builders = app.Table(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from weakref import WeakKeyDictionary
 
 import faust
 
@@ -61,18 +60,12 @@ class OutputProducer:
             await producer.__aexit__(None, None, None)
 
 
-_PRODUCERS: WeakKeyDictionary[faust.App, dict[str, OutputProducer]] = WeakKeyDictionary()
-
-
-def output_producer(app: faust.App, settings: Settings, agent: str) -> OutputProducer:
-    """`agent`'s producer, closed when the worker shuts down (after its consumer has stopped).
+def output_producer(app: faust.App, settings: Settings) -> OutputProducer:
+    """A producer for one of `app`'s agents, closed when the worker shuts down (after its consumer has stopped).
 
     One per agent: aiokafka keeps one produce request in flight per broker and producer, so agents sharing a
     producer would wait for each other's confirmations."""
-    producers = _PRODUCERS.setdefault(app, {})
-    if agent in producers:
-        return producers[agent]
-    producer = producers[agent] = OutputProducer(settings)
+    producer = OutputProducer(settings)
 
     @app.on_before_shutdown.connect
     async def close_outputs(sender: faust.App, **kwargs: object) -> None:

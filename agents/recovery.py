@@ -67,13 +67,13 @@ async def _watch(app: faust.App) -> None:
     sought_at: dict[TP, float] = {}
     while True:
         await asyncio.sleep(STALL_S / 3)
-        recovery = app.tables.recovery
-        if not app.in_recovery or recovery._recovery_started_at is None:
+        started = app.tables.recovery._recovery_started_at
+        if not app.in_recovery or started is None:
             sought_at.clear()
             continue
         if not app.tables.changelog_queue.empty():
             continue
-        progress = await _active_progress(app, sought_at)
+        progress = await _active_progress(app, started, sought_at)
         for tp, offset in stalled_changelogs(progress, time.monotonic()).items():
             logger.warning("%s[%d]: table recovery needs offsets up to %d, the consumer has read to %s but nothing "
                            "arrived; seeking back to %d", tp.topic, tp.partition, progress[tp].needed,
@@ -85,9 +85,9 @@ async def _watch(app: faust.App) -> None:
                 logger.warning("%s[%d]: seeking back failed, will retry: %r", tp.topic, tp.partition, exc)
 
 
-async def _active_progress(app: faust.App, sought_at: Mapping[TP, float]) -> dict[TP, ChangelogProgress]:
+async def _active_progress(app: faust.App, started: float,
+                           sought_at: Mapping[TP, float]) -> dict[TP, ChangelogProgress]:
     recovery = app.tables.recovery
-    started = recovery._recovery_started_at or time.monotonic()
     received = recovery._active_events_received_at
     progress = {}
     for tp in list(recovery.active_tps):

@@ -78,7 +78,7 @@ R = TypeVar("R", bound=Event)
 STAGE_BATCH_MESSAGES = 500
 PROCESSING_ERROR = "processing_error"
 INVALID_CONFIG = "invalid_config"
-
+STAGES = ("emit_signals", "size_orders", "fill_paper", "track_portfolio")
 
 
 @dataclass
@@ -193,6 +193,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
                         paper.daily_loss_limit)
     control = Control()
     topic = {name: app.topic(topic_name(prefix, name)) for name in (SIGNALS, ORDERS, PORTFOLIO, DLQ)}
+    outputs_to = {stage: output_producer(app, settings) for stage in STAGES}
     candles = app.topic(*(topic_name(prefix, candle_topic(tf)) for tf in TIMEFRAMES))
     strategies = app.Table("paper-strategies", partitions=settings.kafka.partitions,
                            help="Per instrument: each configuration's strategy state.")
@@ -253,9 +254,8 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(candles, name=f"{app_id}.emit_signals")
     async def emit_signals(stream: faust.StreamT[bytes]) -> None:
-        outputs_to = output_producer(app, settings, "emit_signals")
         async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
-            await run_stage(messages, Candle, strategies, signal_step, outputs_to, topic[DLQ], stats,
+            await run_stage(messages, Candle, strategies, signal_step, outputs_to["emit_signals"], topic[DLQ], stats,
                             "emit_signals")
             await _flush_status(control, db)
 
@@ -279,9 +279,9 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[SIGNALS], name=f"{app_id}.size_orders")
     async def size_orders(stream: faust.StreamT[bytes]) -> None:
-        outputs_to = output_producer(app, settings, "size_orders")
         async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
-            await run_stage(messages, Signal, None, order_step, outputs_to, topic[DLQ], stats, "size_orders")
+            await run_stage(messages, Signal, None, order_step, outputs_to["size_orders"], topic[DLQ], stats,
+                            "size_orders")
 
     # -------------------------------------------------------------------------------------------- fill_paper
 
@@ -300,9 +300,8 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[ORDERS], name=f"{app_id}.fill_paper")
     async def fill_paper(stream: faust.StreamT[bytes]) -> None:
-        outputs_to = output_producer(app, settings, "fill_paper")
         async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
-            await run_stage(messages, Order, simulators, fill_step, outputs_to, topic[DLQ], stats,
+            await run_stage(messages, Order, simulators, fill_step, outputs_to["fill_paper"], topic[DLQ], stats,
                             "fill_paper")
 
     # --------------------------------------------------------------------------------------- track_portfolio
@@ -319,10 +318,9 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[PORTFOLIO], name=f"{app_id}.track_portfolio")
     async def track_portfolio(stream: faust.StreamT[bytes]) -> None:
-        outputs_to = output_producer(app, settings, "track_portfolio")
         async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
-            await run_stage(messages, PortfolioSnapshot, accounts, portfolio_step, outputs_to, topic[DLQ],
-                            stats, "track_portfolio")
+            await run_stage(messages, PortfolioSnapshot, accounts, portfolio_step, outputs_to["track_portfolio"],
+                            topic[DLQ], stats, "track_portfolio")
 
     @app.timer(interval=1.0, name=f"{app_id}.paper_housekeeping")
     async def housekeeping() -> None:

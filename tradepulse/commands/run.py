@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
+from streams.keys import TIMEFRAMES
 from tradepulse.commands.output import fail
 
 if TYPE_CHECKING:
@@ -35,7 +36,8 @@ console = Console()
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "demo"
 STOP_TIMEOUT_S = 20.0
-MINUTE_MS = 60_000
+MINUTE_MS = TIMEFRAMES["1m"]
+DAY_MS = TIMEFRAMES["1d"]
 CCXT_HISTORY_DAYS = 90
 RESUME_GAP_MS = 3 * MINUTE_MS
 """Past the newest stored 1m candle, beyond the still-open minute the worker may hold and its grace period."""
@@ -133,8 +135,8 @@ def _held_out_start(settings: Settings, exchange: str, symbols: list[str]) -> in
         raise fail(f"no {REPLAY_TIMEFRAME} history of {', '.join(symbols)} on {exchange} to replay: import it "
                    "(tradepulse data import FILE) or run without --skip-import")
     newest = min(ts for ts in stored if ts is not None)
-    start = newest - REPLAY_HELD_OUT_DAYS * 86_400_000
-    return start - start % 3_600_000
+    start = newest - REPLAY_HELD_OUT_DAYS * DAY_MS
+    return start - start % TIMEFRAMES[REPLAY_TIMEFRAME]
 
 
 def _publish_synthetic_history(settings: Settings, exchange: str, symbols: list[str], worker: ChildProcess) -> None:
@@ -142,7 +144,7 @@ def _publish_synthetic_history(settings: Settings, exchange: str, symbols: list[
     if _stored_bars(settings, exchange, symbols, SYNTH_TIMEFRAME) >= SYNTH_BARS:
         return
     now = int(time.time() * 1000)
-    start = now - now % MINUTE_MS - SYNTH_HISTORY_DAYS * 86_400_000
+    start = now - now % MINUTE_MS - SYNTH_HISTORY_DAYS * DAY_MS
     console.print(f"publishing {SYNTH_HISTORY_DAYS} days of synthetic history for {', '.join(symbols)}…")
     synth = _cli("data", "synth", "--publish", "ticks", "--exchange", exchange, "--symbols", ",".join(symbols),
                  "--days", str(SYNTH_HISTORY_DAYS), "--start", str(start), "--ticks-per-minute", "12",
@@ -322,7 +324,7 @@ def _stop_like_ctrl_c(signum: int, frame: object) -> None:
 def _backfill(exchange: str, symbols: list[str], exchange_args: tuple[str, ...]) -> None:
     """The live exchange's recent hourly candles (resumable), which the ccxt demo trains on."""
     now = int(time.time() * 1000)
-    since = now - now % 3_600_000 - CCXT_HISTORY_DAYS * 86_400_000
+    since = now - now % TIMEFRAMES[REPLAY_TIMEFRAME] - CCXT_HISTORY_DAYS * DAY_MS
     console.print(f"backfilling {CCXT_HISTORY_DAYS} days of {REPLAY_TIMEFRAME} candles from {exchange}…")
     backfill = _cli("data", "backfill", "--exchange", exchange, "--symbols", ",".join(symbols), "--timeframe",
                     REPLAY_TIMEFRAME, "--since", str(since), *exchange_args)
