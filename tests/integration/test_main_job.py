@@ -61,7 +61,8 @@ class Run:
     def paper_trading(self, timeout_s: float) -> list[dict[str, Any]]:
         """The demo account's configurations once all four report, and its first trades."""
         portfolio = self.poll("/api/portfolio", {"account": "paper-demo"},
-                              lambda r: r.status_code == 200 and len(r.json()["configurations"]) == 4, timeout_s)
+                              lambda r: r.status_code == 200 and len(r.json()["configurations"]) == 4
+                              and r.json()["account"] is not None, timeout_s)  # the account's own snapshot follows
         assert portfolio["account"]["equity"] > 0
         assert httpx.get(f"{self.base}/api/strategies/performance").status_code == 200
         trades: list[dict[str, Any]] = self.poll("/api/trades", {"account": "paper-demo"},
@@ -82,8 +83,8 @@ def running(settings: Settings, *args: str) -> Iterator[Run]:
         assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
-            process.terminate()
-            process.wait(30)
+            process.terminate()  # stops like Ctrl-C: each child gets up to 20 s
+            process.wait(90)
     output = process.stdout.read() if process.stdout else ""
     assert "TradePulse is running" in output
     assert "paper trading 4 configurations on account paper-demo" in output
