@@ -4,9 +4,9 @@ Faust wraps every record it sends in a future message with callbacks and sensor 
 loop per record here, against about 15 µs for aiokafka's own `send`. When a bar closes, every configuration on
 the instrument emits its signal, its orders and its fills at once, so that per-record cost, paid four times
 along the chain, was most of the tick-to-fill latency. Records keep their keys and the same default partitioner,
-so they land on the same partitions as before; each batch still waits for the broker to confirm its outputs
-before the agent writes its state and acknowledges its input (see `agents.trading`). Changelog records and dead
-letters stay on Faust's producer.
+so they land on the same partitions as before; each batch's outputs are confirmed by the broker before the
+agent writes its state and acknowledges its input (`confirm_batch`, in the background: `agents.batches`).
+Changelog records and dead letters stay on Faust's producer.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import faust
 
@@ -36,12 +37,12 @@ class OutputProducer:
         self._starting = asyncio.Lock()
         self._closed = False
 
-    async def deliver(self, outputs: Sequence[Output]) -> None:
-        """Publish `outputs` and wait until the broker has every one."""
+    async def publish(self, outputs: Sequence[Output]) -> list[asyncio.Future[Any]]:
+        """Queue `outputs` for the broker; each future resolves once the broker has its record."""
         if not outputs:
-            return
+            return []
         producer = self._producer or await self._start()
-        await producer.deliver(outputs)
+        return await producer.queue(outputs)
 
     async def _start(self) -> LogProducer:
         async with self._starting:
@@ -58,6 +59,28 @@ class OutputProducer:
             producer, self._producer = self._producer, None
         if producer is not None:
             await producer.__aexit__(None, None, None)
+
+
+States = dict[str, tuple[int, Any]]
+"""Key -> (the partition of the message it came from, its new state)."""
+
+
+def keep_states(table: faust.Table, states: States) -> None:
+    """Make the new states the table's, for the agent's next batch; `confirm_batch` writes them to the changelog."""
+    for key, (_partition, state) in states.items():
+        table.data[key] = state
+
+
+async def confirm_batch(published: list[asyncio.Future[Any]], changes: Sequence[tuple[faust.Table, States]]) -> None:
+    """Wait until the broker has a batch's outputs, then write each table's states to its changelog (each key once,
+    to the changelog partition of its message, as `table[key] = state` would inside a one-message stream) and wait
+    for them, one table after the other in the order given."""
+    for future in published:
+        await future
+    for table, states in changes:
+        written = [table.send_changelog(partition, key, state) for key, (partition, state) in states.items()]
+        for future in written:
+            await future
 
 
 def output_producer(app: faust.App, settings: Settings) -> OutputProducer:

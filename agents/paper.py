@@ -1,8 +1,9 @@
-"""The four paper-trading stages as plain functions over records and JSON state (see docs/paper-trading.md).
+"""The paper-trading stages as plain functions over records and JSON state (see docs/paper-trading.md).
 
 The Faust agents in `agents.trading` only move records between topics and tables; everything they decide is
-decided here, with the same strategy, higher-timeframe, sizing and simulator code backtests use, so it can be
-tested without a broker. Every function is deterministic: the same inputs give the same records with the same ids.
+decided here (`step_bar` chains the strategy, risk and simulator stages on one candle), with the same strategy,
+higher-timeframe, sizing and simulator code backtests use, so it can be tested without a broker. Every function is
+deterministic: the same inputs give the same records with the same ids.
 """
 
 from __future__ import annotations
@@ -126,12 +127,12 @@ def intent_of(values: dict[str, Any]) -> Intent:
                   values.get("reason", ""))
 
 
-# ---------------------------------------------------------------------------------------------- emit_signals
+# ---------------------------------------------------------------------------------------------- the strategy
 
 
 @dataclass
 class StrategyStep:
-    """What emit_signals did with one candle for one configuration."""
+    """What the strategy did with one candle for one configuration."""
 
     signal: Signal | None
     state: dict[str, Any] | None
@@ -206,7 +207,7 @@ def step_signal(config: TradingConfig, state: dict[str, Any] | None, candle: Can
     return StrategyStep(_signal(config, bar, intents, "running"), state)
 
 
-# ----------------------------------------------------------------------------------------------- size_orders
+# ------------------------------------------------------------------------------------------------------ risk
 
 
 def account_view(snapshot: PortfolioSnapshot | None, day_start_equity: float | None) -> AccountView | None:
@@ -251,7 +252,7 @@ def step_orders(signal: Signal, config: TradingConfig, limits: RiskLimits, accou
     )
 
 
-# ------------------------------------------------------------------------------------------------ fill_paper
+# ------------------------------------------------------------------------------------------------- simulator
 
 
 @dataclass
@@ -318,6 +319,38 @@ def config_snapshot(config: TradingConfig, simulator: ExecutionSimulator, bar: B
 
 def is_flat(snapshot: PortfolioSnapshot | None) -> bool:
     return snapshot is None or not snapshot.positions
+
+
+# ------------------------------------------------------------------------------------ the three stages on a bar
+
+
+@dataclass
+class BarStep:
+    """What strategy, risk and simulator did with one closed candle for one configuration."""
+
+    signal: Signal | None
+    order: Order | None
+    fills: FillStep
+    strategy_state: dict[str, Any] | None
+    """The strategy's new state (None: forget it); `fills.state` is the sub-account's (None: none yet)."""
+    error: str | None = None
+
+
+def step_bar(config: TradingConfig, strategy_state: dict[str, Any] | None, simulator_state: dict[str, Any] | None,
+             candle: Candle, limits: RiskLimits, account: AccountView | None, halted: str | None) -> BarStep:
+    """The strategy decides on the candle, risk turns its intents into orders sized from the sub-account's cash,
+    and the simulator works the bar, then places those orders: the bar order of a backtest.
+
+    Flatness and cash come from the sub-account's own state as it was before this bar, not from a portfolio
+    view that lags it, so the result depends only on the inputs (the account-wide `account` view aside)."""
+    simulator = simulator_state["simulator"] if simulator_state is not None else None
+    flat = simulator is None or simulator["position"] is None
+    strategy = step_signal(config, strategy_state, candle, flat=flat)
+    if strategy.signal is None:
+        return BarStep(None, None, FillStep(state=simulator_state), strategy.state, strategy.error)
+    order = step_orders(strategy.signal, config, limits, account, simulator["cash"] if simulator else None, halted)
+    return BarStep(strategy.signal, order, step_fills(config, simulator_state, order), strategy.state,
+                   strategy.error)
 
 
 # ------------------------------------------------------------------------------------------- track_portfolio

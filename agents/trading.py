@@ -1,19 +1,26 @@
 """The paper-trading agents: thin Faust adapters over `agents.paper` (see docs/paper-trading.md).
 
-Each stage consumes one instrument-keyed topic and forwards the bar it acted on, so bars stay in order from candle
-to fill. Stateful stages (strategies, simulators, account aggregates) keep their state per key in a Table and use
-the same delivery discipline as `build_candles`: outputs confirmed by the broker, then the state's changelog
-record confirmed, then the input acknowledged; state records the last bar applied per configuration, so a
-redelivered input is recognised and skipped.
+`trade_paper` runs strategy, risk and simulator on each closed candle, in one agent per instrument partition, and
+publishes what each of them decided (signals, orders, fills, trades, snapshots) on its own topic; `track_portfolio`
+sums the configurations' snapshots per account. State (strategies, simulators, account aggregates) is kept per key
+in Tables, with the same delivery discipline as `build_candles`: outputs confirmed by the broker, then the states'
+changelog records confirmed, then the input acknowledged; states record the last bar applied per configuration,
+so a redelivered input is recognised and skipped.
+
+The simulators' records are written and confirmed before the strategies'. A crash between the two leaves the
+simulator a bar ahead: the redelivered candle runs the strategy again (the same signal, with the same ids) and the
+simulator skips the bar it has applied. The other order could leave the strategy ahead, which would skip the bar
+and never fill it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
@@ -22,10 +29,10 @@ import psycopg
 from faust.types.tuples import Message
 
 from agents.bars import Bar
-from agents.batches import message_batches
+from agents.batches import Confirmations, message_batches
 from agents.deadletter import decode_error_code, letter_for_message, send_dead_letters
 from agents.execution.risk import RiskLimits
-from agents.output import Output, OutputProducer, output_producer
+from agents.output import Output, OutputProducer, confirm_batch, keep_states, output_producer
 from agents.paper import (
     ConfigError,
     TradingConfig,
@@ -34,9 +41,7 @@ from agents.paper import (
     bar_of,
     fresh_strategy_state,
     is_flat,
-    step_fills,
-    step_orders,
-    step_signal,
+    step_bar,
     trading_config,
 )
 from agents.sinks import DatabaseWriter
@@ -52,9 +57,7 @@ from streams.records import (
     DeadLetter,
     Event,
     LogEvent,
-    Order,
     PortfolioSnapshot,
-    Signal,
 )
 from streams.topics import (
     COMMANDS,
@@ -78,7 +81,7 @@ R = TypeVar("R", bound=Event)
 STAGE_BATCH_MESSAGES = 500
 PROCESSING_ERROR = "processing_error"
 INVALID_CONFIG = "invalid_config"
-STAGES = ("emit_signals", "size_orders", "fill_paper", "track_portfolio")
+STAGES = ("trade_paper", "track_portfolio")
 
 
 @dataclass
@@ -140,28 +143,21 @@ def _raw(record: Any) -> SimpleNamespace:
                            value=record.value, timestamp=record.timestamp / 1000)
 
 
-async def save_states(table: faust.Table, states: dict[str, tuple[int, Any]]) -> None:
-    """Write each key's state once, to the changelog partition of the message it came from, and wait for them."""
-    futures = []
-    for key, (partition, state) in states.items():
-        futures.append(table.send_changelog(partition, key, state))
-        table.data[key] = state
-    for future in futures:
-        await future
+Step = Callable[[R, list[dict[str, Any]], Message], Awaitable[list[Output]]]
 
 
-Step = Callable[[R, dict[str, Any], Message], Awaitable[list[Output]]]
-
-
-async def run_stage(messages: list[Message], record_type: type[R], table: faust.Table | None, step: Step[R],
-                    outputs_to: OutputProducer, dlq: faust.TopicT, stats: WorkerStats, name: str) -> None:
-    """Decode, step each message against its key's state, publish, then save the states (see module docstring).
+async def run_stage(messages: list[Message], record_type: type[R], tables: Sequence[faust.Table], step: Step[R],
+                    outputs_to: OutputProducer, confirmations: Confirmations, dlq: faust.TopicT, stats: WorkerStats,
+                    name: str) -> None:
+    """Decode, step each message against its key's state in every table and publish; then, in the background,
+    the outputs are confirmed and the states saved (see module docstring), one table after the other in the order
+    given, each confirmed before the next is written.
 
     A message that does not decode is skipped here; every topic's sink dead-letters it, so it gets one letter.
     """
     outputs: list[Output] = []
     letters: list[DeadLetter] = []
-    states: dict[str, tuple[int, Any]] = {}
+    states: dict[str, tuple[int, list[dict[str, Any]]]] = {}
     for message in messages:
         key = message.key.decode(errors="replace") if message.key else ""
         try:
@@ -169,7 +165,8 @@ async def run_stage(messages: list[Message], record_type: type[R], table: faust.
         except InvalidEvent as exc:  # the topic's sink dead-letters it: one letter per bad message
             logger.warning("%s: %s[%d]@%d skipped: %s", name, message.topic, message.partition, message.offset, exc)
             continue
-        state = states[key][1] if key in states else (dict(table.get(key) or {}) if table is not None else {})
+        state = [dict(part) for part in states[key][1]] if key in states else [
+            dict(table.get(key) or {}) for table in tables]
         try:
             outputs += await step(record, state, message)
         except Exception as exc:  # a bug costs one dead letter, not the stream
@@ -180,14 +177,17 @@ async def run_stage(messages: list[Message], record_type: type[R], table: faust.
         states[key] = (message.partition, state)
     if letters:
         await send_dead_letters(dlq, letters, stats)
-    await outputs_to.deliver(outputs)
-    if table is not None and states:
-        await save_states(table, states)
+    published = await outputs_to.publish(outputs)
+    changes = [(table, {key: (partition, parts[index]) for key, (partition, parts) in states.items()})
+               for index, table in enumerate(tables)]
+    for table, changed in changes:
+        keep_states(table, changed)
+    await confirmations.then(partial(confirm_batch, published, changes))
     stats.paper[name] += len(messages)
 
 
 def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerStats, db: DatabaseWriter) -> None:
-    """Declare the views, emit_signals, size_orders, fill_paper and track_portfolio on `app`."""
+    """Declare the views, trade_paper and track_portfolio on `app`."""
     prefix, app_id, paper = settings.kafka.topic_prefix, settings.worker.app_id, settings.paper
     limits = RiskLimits(paper.max_open_positions, paper.max_positions_per_symbol, paper.max_exposure,
                         paper.daily_loss_limit)
@@ -219,7 +219,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
                          level=level, message=text, logger=__name__, configuration_id=config_id, metadata=meta)
         return LOGS, __name__, event
 
-    # ------------------------------------------------------------------------------------------ emit_signals
+    # ------------------------------------------------------------------------------------------- trade_paper
 
     async def warm_history(config: TradingConfig, before_ts: int) -> list[Bar]:
         strategy = config.new_strategy()
@@ -230,83 +230,59 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
                                                        0, before_ts, limit=needed), "warm-up candles")
         return [bar_of(c) for c in rows]
 
-    async def signal_step(candle: Candle, state: dict[str, Any], message: Message) -> list[Output]:
+    async def trade_step(candle: Candle, state: list[dict[str, Any]], message: Message) -> list[Output]:
+        sub_accounts, strategy_states = state
+        key = message.key.decode()
         outputs: list[Output] = []
         configs = control.by_instrument.get((instrument_key(candle.exchange, candle.symbol), candle.timeframe), [])
         for config in configs:
-            current = state.get(config.configuration_id)
+            config_id = config.configuration_id
+            current = strategy_states.get(config_id)
             if current is None and config.active:
                 current = fresh_strategy_state(config, await warm_history(config, candle.ts))
-            step = step_signal(config, current, candle,
-                               flat=is_flat(control.config_snapshots.get(config.configuration_id)))
-            if step.state is None:
-                state.pop(config.configuration_id, None)
-                control.status_updates.append((config.configuration_id, "stopped", ""))
+            snapshot = control.account_snapshots.get(config.account_id)
+            day = control.day_start.get(config.account_id)
+            step = step_bar(config, current, sub_accounts.get(config_id), candle, limits,
+                            account_view(snapshot, day[1] if day else None), control.halt_reason(config))
+            if step.strategy_state is None:
+                strategy_states.pop(config_id, None)
+                control.status_updates.append((config_id, "stopped", ""))
             else:
-                state[config.configuration_id] = step.state
+                strategy_states[config_id] = step.strategy_state
+            if step.fills.state is not None:
+                sub_accounts[config_id] = step.fills.state
             if step.signal is not None:
-                outputs.append((SIGNALS, message.key.decode(), step.signal))
+                outputs.append((SIGNALS, key, step.signal))
+            if step.order is not None:
+                outputs.append((ORDERS, key, step.order))
+                for refusal in step.order.refused:
+                    outputs.append(await log("WARNING", f"order refused: {refusal['reason']}", config_id,
+                                             {"signal_id": refusal["signal_id"], "intent": refusal["intent"]},
+                                             candle.ts))
+            outputs += [(FILLS, key, f) for f in step.fills.fills]
+            outputs += [(TRADES, key, t) for t in step.fills.trades]
+            if step.fills.snapshot is not None:
+                outputs.append((PORTFOLIO, config.account_id, step.fills.snapshot))
             if step.error is not None:
-                control.status_updates.append((config.configuration_id, "error", step.error.strip().splitlines()[-1]))
+                control.status_updates.append((config_id, "error", step.error.strip().splitlines()[-1]))
                 outputs.append(await log("ERROR", f"strategy {config.strategy} failed; configuration stopped",
-                                         config.configuration_id, {"traceback": step.error}, candle.ts))
+                                         config_id, {"traceback": step.error}, candle.ts))
         return outputs
 
-    @app.agent(candles, name=f"{app_id}.emit_signals")
-    async def emit_signals(stream: faust.StreamT[bytes]) -> None:
-        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
-            await run_stage(messages, Candle, strategies, signal_step, outputs_to["emit_signals"], topic[DLQ], stats,
-                            "emit_signals")
+    @app.agent(candles, name=f"{app_id}.trade_paper")
+    async def trade_paper(stream: faust.StreamT[bytes]) -> None:
+        confirmations = Confirmations()
+        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s,
+                                              confirmations):
+            await run_stage(messages, Candle, (simulators, strategies), trade_step, outputs_to["trade_paper"],
+                            confirmations, topic[DLQ], stats, "trade_paper")
             await _flush_status(control, db)
-
-    # ------------------------------------------------------------------------------------------- size_orders
-
-    async def order_step(signal: Signal, state: dict[str, Any], message: Message) -> list[Output]:
-        config = control.configs.get(signal.configuration_id)
-        if config is None:
-            return [await log("ERROR", "signal of an unknown configuration dropped", signal.configuration_id, {},
-                              signal.ts)]
-        snapshot = control.account_snapshots.get(config.account_id)
-        day = control.day_start.get(config.account_id)
-        sub = control.config_snapshots.get(config.configuration_id)
-        batch = step_orders(signal, config, limits, account_view(snapshot, day[1] if day else None),
-                            sub.cash if sub is not None else None, control.halt_reason(config))
-        outputs: list[Output] = [(ORDERS, message.key.decode(), batch)]
-        for refusal in batch.refused:
-            outputs.append(await log("WARNING", f"order refused: {refusal['reason']}", config.configuration_id,
-                                     {"signal_id": refusal["signal_id"], "intent": refusal["intent"]}, signal.ts))
-        return outputs
-
-    @app.agent(topic[SIGNALS], name=f"{app_id}.size_orders")
-    async def size_orders(stream: faust.StreamT[bytes]) -> None:
-        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
-            await run_stage(messages, Signal, None, order_step, outputs_to["size_orders"], topic[DLQ], stats,
-                            "size_orders")
-
-    # -------------------------------------------------------------------------------------------- fill_paper
-
-    async def fill_step(batch: Order, state: dict[str, Any], message: Message) -> list[Output]:
-        config = control.configs.get(batch.configuration_id)
-        if config is None:
-            return []
-        step = step_fills(config, state.get(config.configuration_id), batch)
-        state[config.configuration_id] = step.state
-        key = message.key.decode()
-        outputs: list[Output] = [(FILLS, key, f) for f in step.fills]
-        outputs += [(TRADES, key, t) for t in step.trades]
-        if step.snapshot is not None:
-            outputs.append((PORTFOLIO, config.account_id, step.snapshot))
-        return outputs
-
-    @app.agent(topic[ORDERS], name=f"{app_id}.fill_paper")
-    async def fill_paper(stream: faust.StreamT[bytes]) -> None:
-        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
-            await run_stage(messages, Order, simulators, fill_step, outputs_to["fill_paper"], topic[DLQ], stats,
-                            "fill_paper")
 
     # --------------------------------------------------------------------------------------- track_portfolio
 
-    async def portfolio_step(snapshot: PortfolioSnapshot, state: dict[str, Any], message: Message) -> list[Output]:
+    async def portfolio_step(snapshot: PortfolioSnapshot, parts: list[dict[str, Any]],
+                             message: Message) -> list[Output]:
+        state = parts[0]
         if snapshot.configuration_id is None:
             return []  # an account snapshot: this agent's own output
         last = state.get(snapshot.configuration_id)
@@ -318,9 +294,11 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[PORTFOLIO], name=f"{app_id}.track_portfolio")
     async def track_portfolio(stream: faust.StreamT[bytes]) -> None:
-        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
-            await run_stage(messages, PortfolioSnapshot, accounts, portfolio_step, outputs_to["track_portfolio"],
-                            topic[DLQ], stats, "track_portfolio")
+        confirmations = Confirmations()
+        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s,
+                                              confirmations):
+            await run_stage(messages, PortfolioSnapshot, (accounts,), portfolio_step, outputs_to["track_portfolio"],
+                            confirmations, topic[DLQ], stats, "track_portfolio")
 
     @app.timer(interval=1.0, name=f"{app_id}.paper_housekeeping")
     async def housekeeping() -> None:
@@ -332,7 +310,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
                 control.status_updates.append((config.configuration_id, "stopped", ""))
         await _flush_status(control, db)
 
-    del emit_signals, size_orders, fill_paper, track_portfolio, housekeeping
+    del trade_paper, track_portfolio, housekeeping
 
 
 def _follower(view: TopicView[Any]) -> Callable[[], Awaitable[None]]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from types import TracebackType
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -53,12 +55,14 @@ class LogProducer:
         """Queue many records and wait until the broker has them all; returns how many were sent."""
         return await self.deliver((topic, key, record) for key, record in keyed_records)
 
+    async def queue(self, records: Iterable[tuple[str, str, Event]]) -> list[asyncio.Future[Any]]:
+        """Queue `(topic, key, record)`s; each future resolves once the broker has its record."""
+        return [await self._producer.send(topic_name(self._prefix, topic), encode(record), key=key.encode())
+                for topic, key, record in records]
+
     async def deliver(self, records: Iterable[tuple[str, str, Event]]) -> int:
         """Queue `(topic, key, record)`s and wait until the broker has them all; returns how many were sent."""
-        futures = [
-            await self._producer.send(topic_name(self._prefix, topic), encode(record), key=key.encode())
-            for topic, key, record in records
-        ]
+        futures = await self.queue(records)
         for future in futures:
             await future
         return len(futures)

@@ -133,7 +133,7 @@ def test_a_worker_joining_and_one_dying_rebalance_without_losing_state(settings:
         workers[0].kill()
 
     run_with(settings, tmp_path, join_then_die, worker_count=2)
-    shared = rows(settings, "SELECT stats -> 'paper' ->> 'emit_signals' FROM worker_heartbeats")
+    shared = rows(settings, "SELECT stats -> 'paper' ->> 'trade_paper' FROM worker_heartbeats")
     assert sum(1 for (count,) in shared if count and int(count) > 0) == 2, "both workers traded"
 
 

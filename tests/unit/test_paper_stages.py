@@ -1,4 +1,5 @@
-"""The paper-trading stages chained by hand over a candle series give exactly the backtest of the same candles;
+"""The paper-trading stages chained on each candle (`step_bar`) over a candle series give exactly the backtest of
+the same candles;
 configuration changes are validated; deactivation stops entries and flattens or keeps as configured."""
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from agents.paper import (
     ConfigError,
     TradingConfig,
     account_snapshot,
-    is_flat,
-    step_fills,
+    step_bar,
     step_orders,
     step_signal,
     trading_config,
@@ -22,7 +22,7 @@ from agents.paper import (
 from agents.strategies import STRATEGIES
 from streams.codecs import decode, encode
 from streams.keys import stable_id
-from streams.records import SCHEMA_VERSION, Candle, ConfigChange, Order, PortfolioSnapshot, Signal, make_candle
+from streams.records import SCHEMA_VERSION, Candle, ConfigChange, PortfolioSnapshot, Signal, make_candle
 from tests.strategy_helpers import random_series, sample_params
 from training.backtest import BacktestConfig, run_backtest
 
@@ -50,24 +50,20 @@ def roundtrip(record: Any) -> Any:
     return decode(type(record), encode(record))
 
 
-def paper_session(config: TradingConfig, candles: list[Candle]) -> tuple[list[Any], list[Order]]:
-    signal_state: dict[str, Any] | None = None
-    fill_state: dict[str, Any] | None = None
-    snapshot: PortfolioSnapshot | None = None
-    trades, batches = [], []
+def through_table(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Through a Table's changelog, as a restarted agent gets it back."""
+    return orjson.loads(orjson.dumps(state)) if state is not None else None
+
+
+def paper_session(config: TradingConfig, candles: list[Candle]) -> list[Any]:
+    strategy_state: dict[str, Any] | None = None
+    simulator_state: dict[str, Any] | None = None
+    trades = []
     for candle in candles:
-        step = step_signal(config, signal_state, roundtrip(candle), flat=is_flat(snapshot))
-        signal_state = orjson.loads(orjson.dumps(step.state)) if step.state is not None else None
-        if step.signal is None:
-            continue
-        batch = roundtrip(step_orders(roundtrip(step.signal), config, LIMITS, None,
-                                      snapshot.cash if snapshot else None, None))
-        batches.append(batch)
-        fills = step_fills(config, fill_state, batch)
-        fill_state = orjson.loads(orjson.dumps(fills.state))
-        snapshot = fills.snapshot
-        trades += [roundtrip(t) for t in fills.trades]
-    return trades, batches
+        step = step_bar(config, strategy_state, simulator_state, roundtrip(candle), LIMITS, None, None)
+        strategy_state, simulator_state = through_table(step.strategy_state), through_table(step.fills.state)
+        trades += [roundtrip(t) for t in step.fills.trades]
+    return trades
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
@@ -79,7 +75,7 @@ def test_paper_stages_trade_exactly_like_the_backtest(name: str) -> None:
         config = trading_config(change(strategy=name, params=params, execution={"fee_rate": 0.001,
                                                                                 "slippage_bps": 2.0,
                                                                                 "allow_short": True}))
-        paper, _ = paper_session(config, candles_of(series))
+        paper = paper_session(config, candles_of(series))
         backtest = run_backtest(cls(params), series, BacktestConfig(
             cash=config.allocation, execution=config.execution, risk=config.risk, finalize=False))
         expected = [(t.side, t.quantity, t.entry_ts, t.entry_price, t.exit_ts, t.exit_price, t.pnl, t.fees,
@@ -94,8 +90,8 @@ def test_paper_stages_trade_exactly_like_the_backtest(name: str) -> None:
 def test_a_redelivered_candle_changes_nothing() -> None:
     config = trading_config(change())
     candles = candles_of(random_series(300, 2))
-    once, _ = paper_session(config, candles)
-    twice, _ = paper_session(config, [c for c in candles for _ in (0, 1)])
+    once = paper_session(config, candles)
+    twice = paper_session(config, [c for c in candles for _ in (0, 1)])
     assert once == twice and once
 
 
@@ -116,6 +112,30 @@ def test_deactivation_stops_entries_and_closes_or_keeps_the_position() -> None:
     keeping = trading_config(change(params={"fast": 2, "slow": 3}, action="deactivate", on_deactivate="keep"))
     kept = step_signal(keeping, state, candles[100], flat=False)
     assert kept.signal is not None and kept.signal.intents == [] and kept.state is not None
+
+
+def test_a_deactivated_configuration_closes_its_position_then_forgets_its_strategy() -> None:
+    active = trading_config(change(params={"fast": 2, "slow": 3}))
+    candles = candles_of(random_series(300, 5))
+    strategy_state: dict[str, Any] | None = None
+    simulator_state: dict[str, Any] | None = None
+    index = 0
+    while simulator_state is None or simulator_state["simulator"]["position"] is None:
+        step = step_bar(active, strategy_state, simulator_state, candles[index], LIMITS, None, None)
+        strategy_state, simulator_state, index = step.strategy_state, step.fills.state, index + 1
+    closing = trading_config(change(params={"fast": 2, "slow": 3}, action="deactivate", on_deactivate="close"))
+    statuses, exits = [], []
+    while strategy_state is not None:
+        step = step_bar(closing, strategy_state, simulator_state, candles[index], LIMITS, None, None)
+        assert step.signal is not None and step.order is not None
+        assert all(order["action"] == "exit" for order in step.order.orders)
+        statuses.append(step.signal.status)
+        exits += [t.exit_reason for t in step.fills.trades]
+        strategy_state, simulator_state, index = step.strategy_state, step.fills.state, index + 1
+    assert statuses[0] == "stopping" and statuses[-1] == "stopped" and len(statuses) <= 3
+    assert exits == ["signal"]  # closed at market by the exit it asked for, not by a bracket
+    assert simulator_state is not None and simulator_state["simulator"]["position"] is None
+    assert step_bar(closing, None, simulator_state, candles[index], LIMITS, None, None).signal is None
 
 
 def test_a_strategy_that_raises_puts_only_its_configuration_in_error(monkeypatch: pytest.MonkeyPatch) -> None:
