@@ -22,12 +22,6 @@ Two guarantees Faust's own batching (`take_events`) does not give, and every age
 
 Messages at or below an offset already handled in this process are redeliveries: they are acknowledged and not
 yielded. The agents' own state (offsets, bars or event ids) would recognise them too; this only saves the work.
-
-**Confirmed in the background.** A stateful agent may hand its batch's confirmation (outputs confirmed by the
-broker, then its state's changelog records) to a `Confirmations` queue and go on with the next batch; the batch is
-then acknowledged after its confirmation, in order. Waiting for both round trips before looking at the next batch
-made every message that arrived meanwhile wait too: at a bar close, when the candles of all instruments arrive
-within a few milliseconds, that was most of a hop's latency.
 """
 
 from __future__ import annotations
@@ -35,12 +29,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from functools import partial
 
 import faust
-from faust.types import TP, EventT
+from faust.types import TP
 from faust.types.tuples import Message
 
 logger = logging.getLogger(__name__)
@@ -124,50 +117,8 @@ class _Activity:
     last_arrival: dict[TP, float] = field(default_factory=dict)
 
 
-Work = Callable[[], Awaitable[None]]
-
-
-class Confirmations:
-    """Runs an agent's confirmation work strictly in the order it was handed over, in one background task.
-
-    At most `depth` pieces wait (`then` waits for room), so an agent never runs far ahead of what the broker has
-    confirmed. After a piece fails, the rest are dropped (their batches stay unacknowledged and are redelivered)
-    and the next `then` raises the failure in the agent, as the piece would have raised there.
-    """
-
-    def __init__(self, depth: int = 4) -> None:
-        self._queue: asyncio.Queue[Work] = asyncio.Queue(depth)
-        self._task: asyncio.Task[None] | None = None
-        self._failure: BaseException | None = None
-
-    async def then(self, work: Work) -> None:
-        if self._failure is not None:
-            raise self._failure
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
-        await self._queue.put(work)
-
-    async def _run(self) -> None:
-        while True:
-            work = await self._queue.get()
-            if self._failure is not None:
-                continue
-            try:
-                await work()
-            except Exception as exc:  # raised in the agent by its next `then`
-                logger.warning("confirming a batch failed; it will be redelivered: %r", exc)
-                self._failure = exc
-
-    def cancel(self) -> None:
-        """Drop what has not been confirmed yet (the agent is stopping; its batches are redelivered)."""
-        if self._task is not None:
-            self._task.cancel()
-
-
-async def message_batches(stream: faust.StreamT[bytes], size: int, within_s: float,
-                          confirmations: Confirmations | None = None) -> AsyncIterator[list[Message]]:
-    """Up to `size` messages at a time (fewer after `within_s`), in order; acknowledged after their batch's body,
-    or, with `confirmations`, after the confirmation the body handed to it."""
+async def message_batches(stream: faust.StreamT[bytes], size: int, within_s: float) -> AsyncIterator[list[Message]]:
+    """Up to `size` messages at a time (fewer after `within_s`), in order; acknowledged after their batch's body."""
     manual = stream.noack()
     app = stream.app
     sequence = PartitionSequence(lambda tp: app.consumer._committed_offset.get(tp))
@@ -200,19 +151,10 @@ async def message_batches(stream: faust.StreamT[bytes], size: int, within_s: flo
             activity.in_body = True
             yield [event.message for event in accepted]
             activity.in_body = False
-            if confirmations is None:
-                await _acknowledge(manual, accepted)
-            else:
-                await confirmations.then(partial(_acknowledge, manual, accepted))
+            for event in accepted:
+                await manual.ack(event)
     finally:
         watchdog.cancel()
-        if confirmations is not None:
-            confirmations.cancel()
-
-
-async def _acknowledge(stream: faust.StreamT[bytes], events: list[EventT[bytes]]) -> None:
-    for event in events:
-        await stream.ack(event)
 
 
 async def _reseek_stalled_partitions(stream: faust.StreamT[bytes], sequence: PartitionSequence,

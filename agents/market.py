@@ -6,11 +6,10 @@ It takes messages in batches (`agents.batches.message_batches`) so the per-batch
 writes) is paid once per batch, not per message. Per batch, in this order:
 
 1. every message is applied to its instrument's builder; closed candles go to `market.candles.<tf>` and rejected
-   input to `ops.dlq`; the new states become the table's for the next batch;
-2. in the background (`agents.batches.Confirmations`, so the agent goes on with the next batch meanwhile), the
-   broker confirms the candles; only then is each touched instrument's new state (which records the offset of the
-   last batch applied) written to the table's changelog, once, and confirmed too;
-3. the batch is acknowledged after that (not if the worker stops first), and Faust commits only acknowledged
+   input to `ops.dlq`, and the agent waits for the broker to confirm them;
+2. only then is each touched instrument's new state (which records the offset of the last batch applied) written
+   to the table, once, and the agent waits until the broker has confirmed those changelog records too;
+3. the batch is acknowledged when the body returns (not if it is interrupted), and Faust commits only acknowledged
    offsets, so a committed offset always implies its state is in the changelog: a crash makes Kafka redeliver at
    most messages the restored state has already applied, which the builder recognises by offset and skips.
 """
@@ -19,13 +18,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import faust
 from faust.types.tuples import Message
 
-from agents.batches import Confirmations, message_batches
+from agents.batches import message_batches
 from agents.candles import BatchResult, CandleBuilder
 from agents.deadletter import (
     BAD_KEY,
@@ -35,7 +33,7 @@ from agents.deadletter import (
     send_dead_letters,
 )
 from agents.heartbeat import register_diagnostics, register_heartbeat
-from agents.output import Output, OutputProducer, confirm_batch, keep_states, output_producer
+from agents.output import Output, OutputProducer, confirm_batch, output_producer
 from agents.recovery import register_recovery_watchdog
 from agents.sinks import DatabaseWriter, register_sinks
 from agents.stats import WorkerStats
@@ -108,7 +106,6 @@ async def _apply_tick_batch(
     messages: list[Message],
     builders: faust.Table,
     outputs_to: OutputProducer,
-    confirmations: Confirmations,
     dlq: faust.TopicT,
     grace_ms: int,
     stats: WorkerStats,
@@ -142,8 +139,7 @@ async def _apply_tick_batch(
     if letters:
         await send_dead_letters(dlq, letters, stats)
     published = await outputs_to.publish(outputs)
-    keep_states(builders, states)
-    await confirmations.then(partial(confirm_batch, published, [(builders, states)]))
+    await confirm_batch(published, [(builders, states)])
     stats.ticks += accepted
 
 
@@ -164,11 +160,9 @@ def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStat
 
     @app.agent(ticks, name=f"{app_id}.build_candles")
     async def build_candles(stream: faust.StreamT[bytes]) -> None:
-        confirmations = Confirmations()
-        batches = message_batches(stream, settings.worker.tick_batch_messages, settings.worker.batch_wait_s,
-                                  confirmations)
+        batches = message_batches(stream, settings.worker.tick_batch_messages, settings.worker.batch_wait_s)
         async for messages in batches:
-            await _apply_tick_batch(messages, builders, outputs_to, confirmations, dlq, grace_ms, stats)
+            await _apply_tick_batch(messages, builders, outputs_to, dlq, grace_ms, stats)
 
     register_sinks(app, settings, stats, db)
     register_heartbeat(app, settings, stats, db)

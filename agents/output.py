@@ -5,8 +5,8 @@ loop per record here, against about 15 µs for aiokafka's own `send`. When a bar
 the instrument emits its signal, its orders and its fills at once, so that per-record cost, paid four times
 along the chain, was most of the tick-to-fill latency. Records keep their keys and the same default partitioner,
 so they land on the same partitions as before; each batch's outputs are confirmed by the broker before the
-agent writes its state and acknowledges its input (`confirm_batch`, in the background: `agents.batches`).
-Changelog records and dead letters stay on Faust's producer.
+agent writes its state and acknowledges its input (`confirm_batch`). Changelog records and dead letters stay on
+Faust's producer.
 """
 
 from __future__ import annotations
@@ -65,20 +65,17 @@ States = dict[str, tuple[int, Any]]
 """Key -> (the partition of the message it came from, its new state)."""
 
 
-def keep_states(table: faust.Table, states: States) -> None:
-    """Make the new states the table's, for the agent's next batch; `confirm_batch` writes them to the changelog."""
-    for key, (_partition, state) in states.items():
-        table.data[key] = state
-
-
 async def confirm_batch(published: list[asyncio.Future[Any]], changes: Sequence[tuple[faust.Table, States]]) -> None:
-    """Wait until the broker has a batch's outputs, then write each table's states to its changelog (each key once,
-    to the changelog partition of its message, as `table[key] = state` would inside a one-message stream) and wait
-    for them, one table after the other in the order given."""
+    """Wait until the broker has a batch's outputs, then make the new states the tables' and write them to the
+    changelogs (each key once, to the changelog partition of its message, as `table[key] = state` would inside a
+    one-message stream) and wait for them, one table after the other in the order given."""
     for future in published:
         await future
     for table, states in changes:
-        written = [table.send_changelog(partition, key, state) for key, (partition, state) in states.items()]
+        written = []
+        for key, (partition, state) in states.items():
+            written.append(table.send_changelog(partition, key, state))
+            table.data[key] = state
         for future in written:
             await future
 

@@ -20,7 +20,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
@@ -29,10 +28,10 @@ import psycopg
 from faust.types.tuples import Message
 
 from agents.bars import Bar
-from agents.batches import Confirmations, message_batches
+from agents.batches import message_batches
 from agents.deadletter import decode_error_code, letter_for_message, send_dead_letters
 from agents.execution.risk import RiskLimits
-from agents.output import Output, OutputProducer, confirm_batch, keep_states, output_producer
+from agents.output import Output, OutputProducer, confirm_batch, output_producer
 from agents.paper import (
     ConfigError,
     TradingConfig,
@@ -147,11 +146,9 @@ Step = Callable[[R, list[dict[str, Any]], Message], Awaitable[list[Output]]]
 
 
 async def run_stage(messages: list[Message], record_type: type[R], tables: Sequence[faust.Table], step: Step[R],
-                    outputs_to: OutputProducer, confirmations: Confirmations, dlq: faust.TopicT, stats: WorkerStats,
-                    name: str) -> None:
-    """Decode, step each message against its key's state in every table and publish; then, in the background,
-    the outputs are confirmed and the states saved (see module docstring), one table after the other in the order
-    given, each confirmed before the next is written.
+                    outputs_to: OutputProducer, dlq: faust.TopicT, stats: WorkerStats, name: str) -> None:
+    """Decode, step each message against its key's state in every table, publish, then save the states (see
+    module docstring), one table after the other in the order given, each confirmed before the next is written.
 
     A message that does not decode is skipped here; every topic's sink dead-letters it, so it gets one letter.
     """
@@ -180,9 +177,7 @@ async def run_stage(messages: list[Message], record_type: type[R], tables: Seque
     published = await outputs_to.publish(outputs)
     changes = [(table, {key: (partition, parts[index]) for key, (partition, parts) in states.items()})
                for index, table in enumerate(tables)]
-    for table, changed in changes:
-        keep_states(table, changed)
-    await confirmations.then(partial(confirm_batch, published, changes))
+    await confirm_batch(published, changes)
     stats.paper[name] += len(messages)
 
 
@@ -271,11 +266,9 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(candles, name=f"{app_id}.trade_paper")
     async def trade_paper(stream: faust.StreamT[bytes]) -> None:
-        confirmations = Confirmations()
-        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s,
-                                              confirmations):
+        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
             await run_stage(messages, Candle, (simulators, strategies), trade_step, outputs_to["trade_paper"],
-                            confirmations, topic[DLQ], stats, "trade_paper")
+                            topic[DLQ], stats, "trade_paper")
             await _flush_status(control, db)
 
     # --------------------------------------------------------------------------------------- track_portfolio
@@ -294,11 +287,9 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[PORTFOLIO], name=f"{app_id}.track_portfolio")
     async def track_portfolio(stream: faust.StreamT[bytes]) -> None:
-        confirmations = Confirmations()
-        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s,
-                                              confirmations):
+        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
             await run_stage(messages, PortfolioSnapshot, (accounts,), portfolio_step, outputs_to["track_portfolio"],
-                            confirmations, topic[DLQ], stats, "track_portfolio")
+                            topic[DLQ], stats, "track_portfolio")
 
     @app.timer(interval=1.0, name=f"{app_id}.paper_housekeeping")
     async def housekeeping() -> None:
