@@ -282,8 +282,8 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
         if last is not None and last["ts"] >= snapshot.ts:
             return []
         state[snapshot.configuration_id] = snapshot.asdict()
-        parts = {k: PortfolioSnapshot.from_data(v) for k, v in state.items()}
-        return [(PORTFOLIO, snapshot.account_id, account_snapshot(snapshot.account_id, parts, snapshot.ts))]
+        configs = {k: PortfolioSnapshot.from_data(v) for k, v in state.items()}
+        return [(PORTFOLIO, snapshot.account_id, account_snapshot(snapshot.account_id, configs, snapshot.ts))]
 
     @app.agent(topic[PORTFOLIO], name=f"{app_id}.track_portfolio")
     async def track_portfolio(stream: faust.StreamT[bytes]) -> None:

@@ -53,19 +53,15 @@ class LogProducer:
 
     async def send_many(self, topic: str, keyed_records: Iterable[tuple[str, Event]]) -> int:
         """Queue many records and wait until the broker has them all; returns how many were sent."""
-        return await self.deliver((topic, key, record) for key, record in keyed_records)
+        futures = await self.queue((topic, key, record) for key, record in keyed_records)
+        for future in futures:
+            await future
+        return len(futures)
 
     async def queue(self, records: Iterable[tuple[str, str, Event]]) -> list[asyncio.Future[Any]]:
         """Queue `(topic, key, record)`s; each future resolves once the broker has its record."""
         return [await self._producer.send(topic_name(self._prefix, topic), encode(record), key=key.encode())
                 for topic, key, record in records]
-
-    async def deliver(self, records: Iterable[tuple[str, str, Event]]) -> int:
-        """Queue `(topic, key, record)`s and wait until the broker has them all; returns how many were sent."""
-        futures = await self.queue(records)
-        for future in futures:
-            await future
-        return len(futures)
 
     async def flush(self) -> None:
         await self._producer.flush()
