@@ -1,4 +1,4 @@
-"""The market agents: tick batches in, closed candles out, bad input dead-lettered; plus their sinks.
+"""The market agent: tick batches in, closed candles out, bad input dead-lettered.
 
 `build_candles` is a thin adapter around `agents.candles.CandleBuilder`: it decodes one `market.ticks` message,
 applies it to the instrument's builder restored from a Table, publishes what closed and stores the new state.
@@ -32,10 +32,7 @@ from agents.deadletter import (
     letter_for_message,
     send_dead_letters,
 )
-from agents.heartbeat import register_diagnostics, register_heartbeat
 from agents.output import Output, OutputProducer, confirm_batch, output_producer
-from agents.recovery import register_recovery_watchdog
-from agents.sinks import DatabaseWriter, register_sinks
 from agents.stats import WorkerStats
 from streams.codecs import InvalidEvent, decode, encode
 from streams.records import SCHEMA_VERSION, Candle, DeadLetter, TickBatch, instrument_key, stable_id
@@ -143,8 +140,8 @@ async def _apply_tick_batch(
     stats.ticks += accepted
 
 
-def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStats, db: DatabaseWriter) -> None:
-    """Declare build_candles, the candle and dead-letter sinks and the heartbeat on `app`."""
+def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStats) -> None:
+    """Declare build_candles on `app`."""
     prefix = settings.kafka.topic_prefix
     app_id = settings.worker.app_id
     grace_ms = settings.worker.late_tick_grace_ms
@@ -163,8 +160,3 @@ def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStat
         batches = message_batches(stream, settings.worker.tick_batch_messages, settings.worker.batch_wait_s)
         async for messages in batches:
             await _apply_tick_batch(messages, builders, outputs_to, dlq, grace_ms, stats)
-
-    register_sinks(app, settings, stats, db)
-    register_heartbeat(app, settings, stats, db)
-    register_diagnostics(app)
-    register_recovery_watchdog(app)

@@ -6,10 +6,13 @@ Runs against the configured stack (`tradepulse stack up`, or TRADEPULSE_* variab
 that it removes afterwards:
 
     python -m benchmarks.bench_paper [--ticks 1000000] [--symbols 10] [--configs 50] [--rate 10000]
-                                     [--follow-minutes 40]
+                                     [--follow-minutes 40] [--roles split|one]
 
-1. Throughput: publishes the ticks at once, then times one worker from "Worker ready" until every configuration's
-   portfolio snapshot of every closed 1m bar is stored (each bar passes every stage and the sinks).
+With `--roles split` (the default, as `tradepulse run` and the compose file deploy it) a `trading` worker runs the
+stages and a `sinks` worker the store's writers; with `--roles one`, one worker runs both.
+
+1. Throughput: publishes the ticks at once, then times the trading worker from "Worker ready" until every
+   configuration's portfolio snapshot of every closed 1m bar is stored (each bar passes every stage and the sinks).
 2. Latency: feeds `--follow-minutes` more minutes of ticks (as dense as the first phase's, so a bar closes every
    few seconds) at `--rate` ticks/s and measures, for each fill, the time from the tick message that
    closed the bar it was filled on (its candle is what the fill stage worked) to the fill's message on exec.fills,
@@ -49,7 +52,7 @@ from streams.admin import ensure_topics
 from streams.codecs import decode, encode
 from streams.records import Candle, Fill, Order, Signal, TickBatch, instrument_key
 from streams.topics import FILLS, ORDERS, SIGNALS, TICKS, candle_topic, topic_name
-from tests.pipeline_helpers import WorkerProcess
+from tests.pipeline_helpers import trading_workers
 from tradepulse import control
 from tradepulse.marketdata.synth import generate_ticks
 from tradepulse.settings import Settings
@@ -217,7 +220,7 @@ def latencies(settings: Settings, since_ms: int) -> list[tuple[float, ...]]:
     return out
 
 
-def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int) -> None:
+def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int, split: bool) -> None:
     run_id = uuid.uuid4().hex[:8]
     base = Settings()
     settings = base.model_copy(update={
@@ -241,7 +244,7 @@ def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int
         hop_reference = asyncio.run(raw_hop_latency(settings))
         produced = asyncio.run(raw_produce(settings, payloads, total))
         consumed = asyncio.run(raw_consume(settings, len(payloads), total))
-        with TemporaryDirectory() as logs, WorkerProcess(settings, Path(logs)) as worker:
+        with TemporaryDirectory() as logs, trading_workers(settings, Path(logs), split) as worker:
             seconds, start_up = time_worker(worker, lambda: snapshots(settings, run_id) >= expected, poll_s=0.2)
             last = max(max(b.times) for b in batches)
             follow_start = last - last % MINUTE_MS + 2 * MINUTE_MS
@@ -285,8 +288,10 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=50)
     parser.add_argument("--rate", type=float, default=10_000.0, help="ticks/s of the latency phase")
     parser.add_argument("--follow-minutes", type=int, default=40, help="event-time minutes of the latency phase")
+    parser.add_argument("--roles", choices=("split", "one"), default="split",
+                        help="a trading and a sinks worker, or one worker running both")
     args = parser.parse_args()
-    run(args.ticks, args.symbols, args.configs, args.rate, args.follow_minutes)
+    run(args.ticks, args.symbols, args.configs, args.rate, args.follow_minutes, args.roles == "split")
 
 
 if __name__ == "__main__":

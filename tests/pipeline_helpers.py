@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,23 +152,24 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """`tradepulse worker` run as a real process, so tests can SIGTERM or SIGKILL it."""
+    """`tradepulse worker --role ROLE` run as a real process, so tests can SIGTERM or SIGKILL it."""
 
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
+    def __init__(self, settings: Settings, log_dir: Path, role: str = "all") -> None:
         self._env = settings_env(settings)
         self._log_dir = log_dir
+        self._role = role
         self._runs = 0
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def log_path(self) -> Path:
-        return self._log_dir / f"worker-{self._runs}.log"
+        return self._log_dir / f"worker-{self._role}-{self._runs}.log"
 
     def start(self) -> None:
         self._runs += 1
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [str(Path(sys.executable).with_name("tradepulse")), "worker"],
+                [str(Path(sys.executable).with_name("tradepulse")), "worker", "--role", self._role],
                 env=self._env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
 
@@ -185,6 +187,10 @@ class WorkerProcess:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def ready(self) -> bool:
+        """Whether Faust logged "Worker ready" in this run: the group is joined and the tables are recovered."""
+        return self.log_path.exists() and "Worker ready" in self.log_path.read_text(errors="replace")
 
     def diagnostics(self) -> str:
         """Ask a live worker where its tasks wait and what its consumer holds (SIGUSR1), for a failure message."""
@@ -209,6 +215,19 @@ class WorkerProcess:
     def __exit__(self, *exc_info: object) -> None:
         if self.alive():
             self.kill()
+
+
+@contextmanager
+def trading_workers(settings: Settings, log_dir: Path, split: bool) -> Iterator[WorkerProcess]:
+    """The worker that trades, started (and killed at the end if still alive): with `split`, a `trading` worker and
+    a `sinks` worker beside it (without a web server, whose port the first one holds), as `tradepulse run` deploys
+    them; otherwise one worker running every agent."""
+    with ExitStack() as started:
+        trading = started.enter_context(WorkerProcess(settings, log_dir, "trading" if split else "all"))
+        if split:
+            quiet = settings.model_copy(update={"worker": settings.worker.model_copy(update={"web_port": 0})})
+            started.enter_context(WorkerProcess(quiet, log_dir, "sinks"))
+        yield trading
 
 
 def free_port() -> int:

@@ -33,6 +33,7 @@ HOUR = 60 * MINUTE
 class Run:
     base: str
     process: subprocess.Popen[str]
+    app_id: str
 
     def poll(self, path: str, params: dict[str, object], ready: Callable[[httpx.Response], bool],
              timeout_s: float) -> Any:
@@ -56,7 +57,8 @@ class Run:
     def healthy(self, timeout_s: float) -> None:
         health = self.poll("/health", {}, lambda r: r.status_code == 200, timeout_s)
         assert health["broker"]["ok"] and health["database"]["ok"]
-        assert any(worker["alive"] for worker in health["workers"])
+        alive = {worker["worker_id"].partition("@")[0] for worker in health["workers"] if worker["alive"]}
+        assert {self.app_id, f"{self.app_id}-sinks"} <= alive, f"the trading and sinks workers, not all of {alive}"
 
     def paper_trading(self, timeout_s: float) -> list[dict[str, Any]]:
         """The demo account's configurations once all four report, and its first trades."""
@@ -78,8 +80,8 @@ def running(settings: Settings, *args: str) -> Iterator[Run]:
     process = subprocess.Popen([sys.executable, "-m", "tradepulse.cli", "run", *args], env=settings_env(isolated),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        yield Run(f"http://127.0.0.1:{port}", process)
-        process.send_signal(signal.SIGINT)  # Ctrl-C: the API stops, then the worker and the feed
+        yield Run(f"http://127.0.0.1:{port}", process, settings.worker.app_id)
+        process.send_signal(signal.SIGINT)  # Ctrl-C: the API stops, then the workers and the feed
         assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
@@ -88,7 +90,7 @@ def running(settings: Settings, *args: str) -> Iterator[Run]:
     output = process.stdout.read() if process.stdout else ""
     assert "TradePulse is running" in output
     assert "paper trading 4 configurations on account paper-demo" in output
-    assert "stopped the worker, the feed and the API" in output
+    assert "stopped the workers, the feed and the API" in output
 
 
 def test_run_trains_activates_and_paper_trades_the_replayed_held_out_history(settings: Settings) -> None:
@@ -175,19 +177,20 @@ def test_a_sigterm_during_start_up_stops_the_children_too(settings: Settings) ->
                                env=settings_env(isolated), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert process.stdout is not None
-        worker_pid = None
+        workers: dict[str, int] = {}
         for line in process.stdout:
-            match = re.search(r"started worker \(pid (\d+)", line)
+            match = re.search(r"started (worker|sinks) \(pid (\d+)", line)
             if match:
-                worker_pid = int(match.group(1))
+                workers[match.group(1)] = int(match.group(2))
+            if len(workers) == 2:
                 break
-        assert worker_pid is not None, "run never started its worker"
+        assert set(workers) == {"worker", "sinks"}, f"run started only {sorted(workers)}"
         process.send_signal(signal.SIGTERM)  # still preparing the demo: the API is not up yet
         process.wait(timeout=60)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _alive(worker_pid):
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers.values()):
             time.sleep(0.5)
-        assert not _alive(worker_pid), "the worker outlived run"
+        assert not [name for name, pid in workers.items() if _alive(pid)], "a worker outlived run"
     finally:
         if process.poll() is None:
             process.kill()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 
 from agents.bars import BarSeries
@@ -15,7 +16,7 @@ from agents.paper import trading_config
 from streams.keys import instrument_key
 from streams.records import Candle, make_candle
 from streams.topics import candle_topic
-from tests.pipeline_helpers import WorkerProcess, produce, wait_until
+from tests.pipeline_helpers import WorkerProcess, produce, trading_workers, wait_until
 from tests.strategy_helpers import random_series
 from tradepulse import control
 from tradepulse.settings import Settings
@@ -52,13 +53,14 @@ def activate(settings: Settings, config_id: str) -> None:
         control.activate(conn, config_id, control.kafka_publisher(settings))
 
 
-def test_a_paper_session_over_a_replayed_feed_trades_exactly_like_the_backtest(settings: Settings,
-                                                                             tmp_path: Path) -> None:
+@pytest.mark.parametrize("split", [False, True], ids=["one-worker", "trading-and-sinks-workers"])
+def test_a_paper_session_over_a_replayed_feed_trades_exactly_like_the_backtest(settings: Settings, tmp_path: Path,
+                                                                             split: bool) -> None:
     series = random_series(600, 77, symbol="BTC/USDT")
     params = {"fast": 5, "slow": 20}
     insert_configuration(settings, "cfg-parity", "sma_cross", params)
-    worker = WorkerProcess(settings, tmp_path)
-    with worker:
+    with trading_workers(settings, tmp_path, split) as worker:
+        wait_until(worker.ready, 60, "the worker to start", worker)  # activation reaches a running worker
         activate(settings, "cfg-parity")
         started = time.monotonic()
         wait_until(lambda: rows(settings, "SELECT status FROM trained_configurations WHERE id = 'cfg-parity'")[0][0]

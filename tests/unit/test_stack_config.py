@@ -255,7 +255,7 @@ def test_compose_kafka_runs_the_local_stack_broker_config(tmp_path: Path) -> Non
 def test_compose_application_settings_point_at_the_compose_services(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = compose()
     services = spec["services"]
-    for name in ("migrate", "worker", "api"):
+    for name in ("migrate", "worker", "sinks", "api"):
         assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
         for key, value in services[name]["environment"].items():
             monkeypatch.setenv(key, str(value))
@@ -270,8 +270,11 @@ def test_compose_application_settings_point_at_the_compose_services(monkeypatch:
         assert (database.user, database.password, database.dbname) == (
             db_env["POSTGRES_USER"], db_env["POSTGRES_PASSWORD"], db_env["POSTGRES_DB"])
     assert services["migrate"]["command"] == ["stack", "up"]
-    assert services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert all("healthcheck" in services[name] for name in ("kafka", "timescaledb", "worker", "api"))
+    assert [services[name]["command"] for name in ("worker", "sinks")] == [
+        ["worker", "--role", "trading"], ["worker", "--role", "sinks"]]
+    for name in ("worker", "sinks"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert all("healthcheck" in services[name] for name in ("kafka", "timescaledb", "worker", "sinks", "api"))
 
 
 def test_missing_maven_is_named_when_the_jars_must_be_fetched(tmp_path: Path,

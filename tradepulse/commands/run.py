@@ -1,8 +1,9 @@
 """`tradepulse run`: the whole system on local defaults with a working offline demo.
 
-Brings the stack up, imports the demo history, starts a worker, trains configurations and activates the best few,
-starts a tick feed (a replay of the held-out history by default, or synthetic or live ccxt ticks) as child
-processes, and serves the API in the foreground; Ctrl-C (or `--for N`) stops the children cleanly.
+Brings the stack up, imports the demo history, starts the workers (a trading and a sinks worker), trains
+configurations and activates the best few, starts a tick feed (a replay of the held-out history by default, or
+synthetic or live ccxt ticks) as child processes, and serves the API in the foreground; Ctrl-C (or `--for N`)
+stops the children cleanly.
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ def run(
     skip_paper: bool = typer.Option(False, help="no training or paper trading in the demo"),
     exchange_url: str | None = typer.Option(None, hidden=True, help="ccxt: send every exchange request here"),
 ) -> None:
-    """Run the full stack with the demo: Kafka, PostgreSQL, demo data, a worker, a tick feed and the API.
+    """Run the full stack with the demo: Kafka, PostgreSQL, demo data, the workers, a tick feed and the API.
 
     The default replay feed plays the newest `REPLAY_HELD_OUT_DAYS` of the demo's hourly history, which training
     never sees, to configurations trained on what came before; `synth` trades a synthetic live market, `ccxt` a
@@ -278,14 +279,16 @@ def run(
     env = dict(os.environ)
     launched: list[ChildProcess] = []
     with ExitStack() as children:
-        def start(name: str, command: list[str]) -> ChildProcess:
-            child = ChildProcess(name, command, log_dir, env)
+        def start(name: str, command: list[str], child_env: dict[str, str] = env) -> ChildProcess:
+            child = ChildProcess(name, command, log_dir, child_env)
             children.callback(child.stop)
             launched.append(child)
             console.print(f"started {name} (pid {child.process.pid}, log {child.log_path})")
             return child
 
-        worker = start("worker", _cli("worker"))
+        worker = start("worker", _cli("worker", "--role", "trading"))
+        # the store's writers apart from the trading path (see `tradepulse worker --role`); one web server is enough
+        start("sinks", _cli("worker", "--role", "sinks"), {**env, "TRADEPULSE_WORKER__WEB_PORT": "0"})
         if not skip_paper:
             if feed == "synth":
                 _publish_synthetic_history(settings, exchange, names, worker)
@@ -301,7 +304,7 @@ def run(
             f"portfolio  {base}/api/portfolio?account=paper-{DEMO_ACCOUNT}\n"
             f"trades     {base}/api/trades?account=paper-{DEMO_ACCOUNT}\n"
             f"strategies {base}/api/strategies/performance\n"
-            "Ctrl-C stops the worker, the feed and the API; `tradepulse stack down` stops Kafka and PostgreSQL.",
+            "Ctrl-C stops the workers, the feed and the API; `tradepulse stack down` stops Kafka and PostgreSQL.",
             title="TradePulse is running",
         ))
         server = uvicorn.Server(uvicorn.Config(
@@ -310,7 +313,7 @@ def run(
         with suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after its shutdown: a normal stop here
             asyncio.run(_serve(server, seconds, launched))
         died = [child.name for child in launched if child.died()]
-    console.print("stopped the worker, the feed and the API")
+    console.print("stopped the workers, the feed and the API")
     if died:
         raise fail(f"{', '.join(died)} stopped unexpectedly; see the logs in {log_dir}")
 

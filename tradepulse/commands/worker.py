@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import Annotated
+
 import typer
 
 from tradepulse.commands.output import fail
 
 
+class WorkerRole(StrEnum):
+    """Which agents a worker runs.
+
+    `trading` is the tick-to-fill path (build_candles, trade_paper, track_portfolio); `sinks` writes every topic
+    into the store. Apart, they do not share an event loop: at a bar close the sinks handle about two thirds of
+    the messages, and in one process they delay the candles and fills behind them. A `sinks` worker consumes in a
+    group of its own (`<app_id>-sinks`), so either role scales out on its own.
+    """
+
+    ALL = "all"
+    TRADING = "trading"
+    SINKS = "sinks"
+
+
 def worker(
     loglevel: str = typer.Option("info", "--loglevel", "-l", help="debug, info, warning or error"),
+    role: Annotated[WorkerRole, typer.Option(
+        "--role", help="all (every agent), trading (candles, paper trading, portfolio) or sinks")] = WorkerRole.ALL,
 ) -> None:
-    """Run a Faust worker with the market agents until SIGTERM or Ctrl-C; settings come from TRADEPULSE_*."""
+    """Run a Faust worker with the agents of `--role` until SIGTERM or Ctrl-C; settings come from TRADEPULSE_*."""
     import faust
 
-    from agents.heartbeat import record_final_heartbeat
+    from agents.heartbeat import record_final_heartbeat, register_diagnostics, register_heartbeat
     from agents.market import register_market_agents
-    from agents.sinks import DatabaseWriter
+    from agents.recovery import register_recovery_watchdog
+    from agents.sinks import DatabaseWriter, register_sinks
     from agents.stats import WorkerStats
     from agents.strategies import load_strategy_modules
     from agents.trading import register_trading_agents
@@ -28,6 +48,9 @@ def worker(
         raise typer.BadParameter(f"unknown log level {loglevel!r}", param_hint="--loglevel")
     configure_logging(loglevel)
     settings = get_settings()
+    if role is WorkerRole.SINKS:
+        settings = settings.model_copy(update={"worker": settings.worker.model_copy(
+            update={"app_id": f"{settings.worker.app_id}-sinks"})})
     try:
         load_strategy_modules(settings.strategy_modules)
     except ValueError as exc:
@@ -35,9 +58,15 @@ def worker(
     app = create_app(settings)
     db = DatabaseWriter(settings)
     stats = WorkerStats.for_this_process(settings.worker.app_id)
-    register_market_agents(app, settings, stats, db)
-    register_trading_agents(app, settings, stats, db)
-    register_trading_sinks(app, settings, stats, db)
+    if role is not WorkerRole.SINKS:
+        register_market_agents(app, settings, stats)
+        register_trading_agents(app, settings, stats, db)
+    if role is not WorkerRole.TRADING:
+        register_sinks(app, settings, stats, db)
+        register_trading_sinks(app, settings, stats, db)
+    register_heartbeat(app, settings, stats, db)
+    register_diagnostics(app)
+    register_recovery_watchdog(app)
     try:
         faust.Worker(app, loglevel=loglevel, override_logging=False).execute_from_commandline()
     finally:
