@@ -146,9 +146,11 @@ Step = Callable[[R, list[dict[str, Any]], Message], Awaitable[list[Output]]]
 
 
 async def run_stage(messages: list[Message], record_type: type[R], tables: Sequence[faust.Table], step: Step[R],
-                    outputs_to: OutputProducer, dlq: faust.TopicT, stats: WorkerStats, name: str) -> None:
-    """Decode, step each message against its key's state in every table, publish, then save the states (see
-    module docstring), one table after the other in the order given, each confirmed before the next is written.
+                    outputs_to: OutputProducer, dlq: faust.TopicT, stats: WorkerStats, name: str,
+                    finish: Callable[[], list[Output]] | None = None) -> None:
+    """Decode, step each message against its key's state in every table, publish (the steps' outputs, then what
+    `finish` adds once the batch is stepped), then save the states (see module docstring), one table after the
+    other in the order given, each confirmed before the next is written.
 
     A message that does not decode is skipped here; every topic's sink dead-letters it, so it gets one letter.
     """
@@ -172,6 +174,8 @@ async def run_stage(messages: list[Message], record_type: type[R], tables: Seque
             letters.append(letter_for_message(message, PROCESSING_ERROR, repr(exc)))
             continue
         states[key] = (message.partition, state)
+    if finish is not None:
+        outputs += finish()
     if letters:
         await send_dead_letters(dlq, letters, stats)
     published = await outputs_to.publish(outputs)
@@ -273,6 +277,9 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     # --------------------------------------------------------------------------------------- track_portfolio
 
+    due: dict[tuple[str, int], dict[str, Any]] = {}
+    """(account, ts) -> the account's configuration snapshots after the batch's last one at that ts."""
+
     async def portfolio_step(snapshot: PortfolioSnapshot, parts: list[dict[str, Any]],
                              message: Message) -> list[Output]:
         state = parts[0]
@@ -282,14 +289,28 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
         if last is not None and last["ts"] >= snapshot.ts:
             return []
         state[snapshot.configuration_id] = snapshot.asdict()
-        configs = {k: PortfolioSnapshot.from_data(v) for k, v in state.items()}
-        return [(PORTFOLIO, snapshot.account_id, account_snapshot(snapshot.account_id, configs, snapshot.ts))]
+        due.pop((snapshot.account_id, snapshot.ts), None)  # re-inserted: outputs follow the last one's place
+        due[(snapshot.account_id, snapshot.ts)] = dict(state)
+        return []
+
+    def account_snapshots() -> list[Output]:
+        """One account snapshot per account and ts of the batch, as the last of the batch's configuration
+        snapshots at that ts left the account. It has the event id and content that the last of one snapshot per
+        configuration snapshot would have; those before it, which the store and the views overwrite, are not
+        computed (each sums every configuration of the account)."""
+        outputs: list[Output] = [
+            (PORTFOLIO, account_id, account_snapshot(
+                account_id, {k: PortfolioSnapshot.from_data(v) for k, v in configs.items()}, ts))
+            for (account_id, ts), configs in due.items()]
+        due.clear()
+        return outputs
 
     @app.agent(topic[PORTFOLIO], name=f"{app_id}.track_portfolio")
     async def track_portfolio(stream: faust.StreamT[bytes]) -> None:
         async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
+            due.clear()  # nothing left over from a batch that failed
             await run_stage(messages, PortfolioSnapshot, (accounts,), portfolio_step, outputs_to["track_portfolio"],
-                            topic[DLQ], stats, "track_portfolio")
+                            topic[DLQ], stats, "track_portfolio", account_snapshots)
 
     @app.timer(interval=1.0, name=f"{app_id}.paper_housekeeping")
     async def housekeeping() -> None:

@@ -124,6 +124,18 @@ def last_snapshots(settings: Settings) -> int:
     return int(rows(settings, "SELECT count(*) FROM portfolio_history WHERE configuration_id IS NOT NULL")[0][0])
 
 
+def bar_times(settings: Settings) -> int:
+    return int(rows(settings, "SELECT count(DISTINCT ts) FROM portfolio_history WHERE configuration_id IS NOT NULL")
+               [0][0])
+
+
+def account_bars(settings: Settings) -> int:
+    """The number of account snapshots, or -1 when some bar time has two."""
+    count, times = rows(settings, "SELECT count(*), count(DISTINCT ts) FROM portfolio_history "
+                                  "WHERE configuration_id IS NULL")[0]
+    return int(count) if count == times else -1
+
+
 def test_a_killed_worker_restarts_without_losing_or_repeating_anything(settings: Settings, tmp_path: Path) -> None:
     # Account-wide limits act on the latest portfolio the worker has heard of (eventually consistent), so where they
     # bind a replay may decide differently; this test is about delivery, so they must not bind.
@@ -148,6 +160,7 @@ def test_a_killed_worker_restarts_without_losing_or_repeating_anything(settings:
     assert last_snapshots(settings) < total, "the session ended before the worker could be killed"
     with worker:
         wait_until(lambda: last_snapshots(settings) >= total, 300, "the whole session", worker)
+        wait_until(lambda: account_bars(settings) == bar_times(settings), 120, "the account's snapshots", worker)
         time.sleep(3)  # the trade and fill sinks' last batches
         assert worker.stop() == 0, worker.log_tail()
     assert last_snapshots(settings) == total  # one snapshot per configuration and bar, none twice
@@ -163,5 +176,6 @@ def test_a_killed_worker_restarts_without_losing_or_repeating_anything(settings:
         open_trades = len(backtest.fills) - 2 * len(backtest.trades)
         assert len(held) == open_trades, config_id
     assert sum(len(as_rows(expected_session(settings, c, data[s]))) for c, _, _, s in CONFIGS) > 40
+    assert account_bars(settings) == bar_times(settings)  # one account snapshot per bar time, none twice
     signals = rows(settings, "SELECT count(*), count(DISTINCT signal_id) FROM signals")[0]
     assert signals[0] == signals[1] > 0
