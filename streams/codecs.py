@@ -78,10 +78,14 @@ def _check(name: str, expected: Any, value: Any) -> Any:
     raise TypeError(f"unsupported annotation {expected!r} for field {name!r}")
 
 
+_NOT_NUMBERS = (bool, str)
+"""JSON values `float()` would take that are not numbers (a tuple: `bool | str` is built anew on every call)."""
+
+
 def _float_list(name: str, values: list[Any]) -> list[float]:
     """Fast path for the large numeric columns of tick batches."""
     try:
-        floats = [float(v) for v in values if not isinstance(v, bool | str)]
+        floats = [float(v) for v in values if not isinstance(v, _NOT_NUMBERS)]
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(f"field {name!r}: expected numbers") from exc
     if len(floats) != len(values):
