@@ -136,7 +136,7 @@ async def _apply_tick_batch(
     if letters:
         await send_dead_letters(dlq, letters, stats)
     published = await outputs_to.publish(outputs)
-    await confirm_batch(published, [(builders, states)])
+    await confirm_batch(outputs_to, published, [(builders, states)])
     stats.ticks += accepted
 
 

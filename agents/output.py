@@ -5,8 +5,10 @@ loop per record here, against about 15 µs for aiokafka's own `send`. When a bar
 the instrument emits its signal, its orders and its fills at once, so that per-record cost, paid four times
 along the chain, was most of the tick-to-fill latency. Records keep their keys and the same default partitioner,
 so they land on the same partitions as before; each batch's outputs are confirmed by the broker before the
-agent writes its state and acknowledges its input (`confirm_batch`). Changelog records and dead letters stay on
-Faust's producer.
+agent writes its state and acknowledges its input (`confirm_batch`). The states' changelog records take the same
+producer, serialised by the table's changelog topic exactly as Faust's `send_changelog` would (the in-memory
+store keeps no persisted offsets, so Faust's callback on a sent changelog record has nothing to do). Dead letters
+stay on Faust's producer.
 """
 
 from __future__ import annotations
@@ -44,6 +46,14 @@ class OutputProducer:
         producer = self._producer or await self._start()
         return await producer.queue(outputs)
 
+    async def write_changelog(self, table: faust.Table, partition: int, key: str, state: Any) -> asyncio.Future[Any]:
+        """Queue `table`'s changelog record of `key` for `partition`; the future resolves once the broker has it."""
+        topic = table.changelog_topic
+        key_bytes, _ = topic.prepare_key(key, table.key_serializer)
+        value_bytes, _ = topic.prepare_value(state, table.value_serializer)
+        producer = self._producer or await self._start()
+        return await producer.queue_raw(topic.get_topic_name(), key_bytes, value_bytes, partition)
+
     async def _start(self) -> LogProducer:
         async with self._starting:
             if self._closed:
@@ -65,7 +75,8 @@ States = dict[str, tuple[int, Any]]
 """Key -> (the partition of the message it came from, its new state)."""
 
 
-async def confirm_batch(published: list[asyncio.Future[Any]], changes: Sequence[tuple[faust.Table, States]]) -> None:
+async def confirm_batch(outputs_to: OutputProducer, published: list[asyncio.Future[Any]],
+                        changes: Sequence[tuple[faust.Table, States]]) -> None:
     """Wait until the broker has a batch's outputs, then make the new states the tables' and write them to the
     changelogs (each key once, to the changelog partition of its message, as `table[key] = state` would inside a
     one-message stream) and wait for them, one table after the other in the order given."""
@@ -74,7 +85,7 @@ async def confirm_batch(published: list[asyncio.Future[Any]], changes: Sequence[
     for table, states in changes:
         written = []
         for key, (partition, state) in states.items():
-            written.append(table.send_changelog(partition, key, state))
+            written.append(await outputs_to.write_changelog(table, partition, key, state))
             table.data[key] = state
         for future in written:
             await future

@@ -181,7 +181,7 @@ async def run_stage(messages: list[Message], record_type: type[R], tables: Seque
     published = await outputs_to.publish(outputs)
     changes = [(table, {key: (partition, parts[index]) for key, (partition, parts) in states.items()})
                for index, table in enumerate(tables)]
-    await confirm_batch(published, changes)
+    await confirm_batch(outputs_to, published, changes)
     stats.paper[name] += len(messages)
 
 

@@ -63,5 +63,9 @@ class LogProducer:
         return [await self._producer.send(topic_name(self._prefix, topic), encode(record), key=key.encode())
                 for topic, key, record in records]
 
+    async def queue_raw(self, topic: str, key: bytes, value: bytes, partition: int) -> asyncio.Future[Any]:
+        """Queue bytes already serialised for `partition` of `topic` (a full name, no prefix added)."""
+        return await self._producer.send(topic, value, key=key, partition=partition)
+
     async def flush(self) -> None:
         await self._producer.flush()
