@@ -55,13 +55,20 @@ class OutputProducer:
         return await producer.queue_raw(topic.get_topic_name(), key_bytes, value_bytes, partition)
 
     async def _start(self) -> LogProducer:
+        """The producer; once the worker is stopping, a future that never resolves.
+
+        A batch that reaches the producer after it closed waits there until Faust stops its agent, so the batch
+        ends cancelled: unacknowledged and redelivered after the restart. Raising instead would crash the agent,
+        and its supervisor would restart it in the middle of the shutdown, which can then hang."""
         async with self._starting:
-            if self._closed:
-                raise RuntimeError("the worker is stopping: outputs are no longer published")
-            if self._producer is None:
-                producer = LogProducer(self._settings, linger_ms=0)
-                self._producer = await producer.__aenter__()
-            return self._producer
+            if not self._closed:
+                if self._producer is None:
+                    producer = LogProducer(self._settings, linger_ms=0)
+                    self._producer = await producer.__aenter__()
+                return self._producer
+        logger.info("the worker is stopping: a batch is left unacknowledged, to be redelivered")
+        never: asyncio.Future[LogProducer] = asyncio.get_running_loop().create_future()
+        return await never
 
     async def close(self) -> None:
         async with self._starting:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import faust
+from aiokafka import TopicPartition
+from faust.types import TP
 
 from tradepulse.settings import Settings
 
@@ -34,7 +37,7 @@ def create_app(settings: Settings) -> faust.App:
         if worker.web_port > 0
         else {"web_enabled": False}
     )
-    return faust.App(
+    app = faust.App(
         worker.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
         datadir=str(datadir),
@@ -54,3 +57,45 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         **web,
     )
+    pause_fetching_with_faust(app)
+    return app
+
+
+def pause_fetching_with_faust(app: faust.App) -> None:
+    """Make Faust's partition pauses stop the fetcher too, not only the hand-out of what it fetched.
+
+    Faust pauses a partition by leaving it out of the set it asks the fetcher for; aiokafka keeps fetching it.
+    After recovery that is every changelog partition of the worker's own tables, which the agents write to at
+    every batch: each fetch brings back records nobody takes, and while fetched records wait, aiokafka sends the
+    broker no fetch for any partition for up to `prefetch_backoff` (100 ms). Ticks and candles waited behind them.
+    Mirroring the pauses (and the resumes, so recovery still reads the changelogs) into the aiokafka consumer, on
+    its own thread and in the order Faust made them, keeps those partitions out of the fetch requests.
+    """
+    consumer = app.consumer
+    faust_pause, faust_resume = consumer.pause_partitions, consumer.resume_partitions
+
+    def mirror(action: str, tps: set[TP]) -> None:
+        thread = consumer._thread  # type: ignore[attr-defined]
+        fetching = thread._consumer
+        if fetching is None:
+            return
+        wanted = {TopicPartition(tp.topic, tp.partition) for tp in tps}
+
+        def apply() -> None:
+            assigned = fetching.assignment()
+            getattr(fetching, action)(*(tp for tp in wanted if tp in assigned))
+
+        thread.thread_loop.call_soon_threadsafe(apply)
+
+    def pause_partitions(tps: Iterable[TP]) -> None:
+        chosen = set(tps)
+        faust_pause(chosen)
+        mirror("pause", chosen)
+
+    def resume_partitions(tps: Iterable[TP]) -> None:
+        chosen = set(tps)
+        faust_resume(chosen)
+        mirror("resume", chosen)
+
+    consumer.pause_partitions = pause_partitions  # type: ignore[method-assign]
+    consumer.resume_partitions = resume_partitions  # type: ignore[method-assign]
