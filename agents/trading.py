@@ -307,7 +307,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     @app.agent(topic[PORTFOLIO], name=f"{app_id}.track_portfolio")
     async def track_portfolio(stream: faust.StreamT[bytes]) -> None:
-        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
+        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.portfolio_batch_wait_s):
             due.clear()  # nothing left over from a batch that failed
             await run_stage(messages, PortfolioSnapshot, (accounts,), portfolio_step, outputs_to["track_portfolio"],
                             topic[DLQ], stats, "track_portfolio", account_snapshots)

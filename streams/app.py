@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Iterable
 
@@ -58,7 +59,36 @@ def create_app(settings: Settings) -> faust.App:
         **web,
     )
     pause_fetching_with_faust(app)
+    spare_long_lived_objects_from_gc(app)
     return app
+
+
+GC_THRESHOLDS = (20_000, 20, 20)
+"""Young-generation collections after 20,000 allocations instead of 700: each then finds the short-lived records
+and states of many batches already freed by reference counting, at a fraction of the collections."""
+
+
+def spare_long_lived_objects_from_gc(app: faust.App) -> None:
+    """Keep what a worker holds for good out of the collector's full passes.
+
+    A worker keeps hundreds of thousands of objects for its whole life: the modules it imported, and its tables,
+    rebuilt from the changelogs after each rebalance. A full collection walks all of them, 100-130 ms on one core
+    here, three times in a few minutes, each time stalling every stage. They are collected once, then frozen
+    (`gc.freeze`: exempt from collection) at start and after each rebalance; what they later let go of is still
+    freed by reference counting, and what is created since is collected as before.
+    """
+    gc.set_threshold(*GC_THRESHOLDS)
+    freeze_survivors()
+
+    @app.on_rebalance_complete.connect
+    async def freeze_recovered_tables(sender: faust.App, **kwargs: object) -> None:
+        freeze_survivors()
+
+
+def freeze_survivors() -> None:
+    gc.collect()
+    gc.freeze()
+    logger.info("%d long-lived objects exempted from garbage collection", gc.get_freeze_count())
 
 
 def pause_fetching_with_faust(app: faust.App) -> None:

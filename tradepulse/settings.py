@@ -41,6 +41,11 @@ class WorkerSettings(BaseModel):
         default=0.005, gt=0,
         description="how long a processing agent's partial batch waits for more messages: latency added per stage",
     )
+    portfolio_batch_wait_s: float = Field(
+        default=0.05, gt=0,
+        description="how long track_portfolio's partial batch waits: account snapshots are off the tick-to-fill "
+                    "path, and a few larger batches at a bar close leave the event loop to trade_paper",
+    )
     sink_batch_size: int = Field(default=1_000, ge=1)
     sink_flush_s: float = Field(default=0.5, gt=0)
     session_timeout_s: float = 10.0
