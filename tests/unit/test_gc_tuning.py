@@ -1,0 +1,28 @@
+"""A worker's app exempts what it holds at start from the collector and collects young objects less often."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.app import GC_THRESHOLDS, create_app
+from tradepulse.settings import Settings
+
+
+@pytest.fixture
+def restored_gc() -> Iterator[None]:
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+def test_creating_the_app_freezes_the_survivors_and_raises_the_thresholds(restored_gc: None, tmp_path: Path) -> None:
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    create_app(Settings(data_dir=tmp_path))
+    assert gc.get_threshold() == GC_THRESHOLDS
+    assert gc.get_freeze_count() > 10_000, "the imported modules' objects are among the frozen survivors"
