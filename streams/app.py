@@ -99,7 +99,9 @@ def pause_fetching_with_faust(app: faust.App) -> None:
     every batch: each fetch brings back records nobody takes, and while fetched records wait, aiokafka sends the
     broker no fetch for any partition for up to `prefetch_backoff` (100 ms). Ticks and candles waited behind them.
     Mirroring the pauses (and the resumes, so recovery still reads the changelogs) into the aiokafka consumer, on
-    its own thread and in the order Faust made them, keeps those partitions out of the fetch requests.
+    its own thread and in the order Faust made them, keeps those partitions out of the fetch requests. Faust's
+    livelock check then skips the paused partitions: no fetch for them is expected, and it would log an error for
+    each, every few seconds.
     """
     consumer = app.consumer
     faust_pause, faust_resume = consumer.pause_partitions, consumer.resume_partitions
@@ -127,5 +129,12 @@ def pause_fetching_with_faust(app: faust.App) -> None:
         faust_resume(chosen)
         mirror("resume", chosen)
 
+    faust_verify = consumer.verify_event_path
+
+    def verify_event_path(now: float, tp: TP) -> None:
+        if tp not in consumer._paused_partitions:  # type: ignore[attr-defined]
+            faust_verify(now, tp)
+
     consumer.pause_partitions = pause_partitions  # type: ignore[method-assign]
     consumer.resume_partitions = resume_partitions  # type: ignore[method-assign]
+    consumer.verify_event_path = verify_event_path  # type: ignore[method-assign]
