@@ -59,7 +59,6 @@ def create_app(settings: Settings) -> faust.App:
         **web,
     )
     pause_fetching_with_faust(app)
-    spare_long_lived_objects_from_gc(app)
     return app
 
 
@@ -74,8 +73,9 @@ def spare_long_lived_objects_from_gc(app: faust.App) -> None:
     A worker keeps hundreds of thousands of objects for its whole life: the modules it imported, and its tables,
     rebuilt from the changelogs after each rebalance. A full collection walks all of them, 100-130 ms on one core
     here, three times in a few minutes, each time stalling every stage. They are collected once, then frozen
-    (`gc.freeze`: exempt from collection) at start and after each rebalance; what they later let go of is still
-    freed by reference counting, and what is created since is collected as before.
+    (`gc.freeze`: exempt from collection) once the agents are declared (and the views caught up) and after each
+    rebalance; what they later let go of is still freed by reference counting, and what is created since is
+    collected as before.
     """
     gc.set_threshold(*GC_THRESHOLDS)
     freeze_survivors()

@@ -1,4 +1,4 @@
-"""A worker's app exempts what it holds at start from the collector and collects young objects less often."""
+"""A worker exempts what it holds at start from the collector and collects young objects less often."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.app import GC_THRESHOLDS, create_app
+from streams.app import GC_THRESHOLDS, create_app, spare_long_lived_objects_from_gc
 from tradepulse.settings import Settings
 
 
@@ -20,9 +20,9 @@ def restored_gc() -> Iterator[None]:
     gc.set_threshold(*thresholds)
 
 
-def test_creating_the_app_freezes_the_survivors_and_raises_the_thresholds(restored_gc: None, tmp_path: Path) -> None:
+def test_the_start_up_survivors_are_frozen_and_the_thresholds_raised(restored_gc: None, tmp_path: Path) -> None:
     gc.unfreeze()
     assert gc.get_freeze_count() == 0
-    create_app(Settings(data_dir=tmp_path))
+    spare_long_lived_objects_from_gc(create_app(Settings(data_dir=tmp_path)))
     assert gc.get_threshold() == GC_THRESHOLDS
     assert gc.get_freeze_count() > 10_000, "the imported modules' objects are among the frozen survivors"

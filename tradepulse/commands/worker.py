@@ -40,7 +40,7 @@ def worker(
     from agents.strategies import load_strategy_modules
     from agents.trading import register_trading_agents
     from agents.trading_sinks import register_trading_sinks
-    from streams.app import create_app
+    from streams.app import create_app, spare_long_lived_objects_from_gc
     from tradepulse.logs import configure_logging
     from tradepulse.settings import get_settings
 
@@ -67,6 +67,7 @@ def worker(
     register_heartbeat(app, settings, stats, db)
     register_diagnostics(app)
     register_recovery_watchdog(app)
+    spare_long_lived_objects_from_gc(app)
     try:
         faust.Worker(app, loglevel=loglevel, override_logging=False).execute_from_commandline()
     finally:
