@@ -1,4 +1,4 @@
-"""Event-time OHLCV candles from ticks: the pure core of the `build_candles` agent.
+"""Event-time OHLCV candles from ticks: the pure core of the market half of `trade_paper`.
 
 A `CandleBuilder` follows one instrument. It takes tick batches as they arrive on `market.ticks` and returns the
 candles that closed because of them: 1-minute candles and their rollups (5m, 15m, 1h, 4h, 1d), buckets aligned to
@@ -35,6 +35,8 @@ ROLLUPS: tuple[str, ...] = tuple(tf for tf in TIMEFRAMES if tf != "1m")
 """Timeframes folded from closed 1-minute candles."""
 
 STATE_VERSION = 1
+BUILT_FROM_TICKS = "ticks"
+"""The `source` of the candles a builder emits."""
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -200,7 +202,7 @@ class CandleBuilder:
     def _candle(self, timeframe: str, start: int, bar: _Bar) -> Candle:
         return make_candle(
             self.exchange, self.symbol, timeframe, start, (bar.open, bar.high, bar.low, bar.close, bar.volume),
-            source="ticks", trades=bar.trades,
+            source=BUILT_FROM_TICKS, trades=bar.trades,
         )
 
     def to_state(self) -> dict[str, Any]:

@@ -1,17 +1,12 @@
-"""The market agent: tick batches in, closed candles out, bad input dead-lettered.
+"""Tick messages into closed candles, bad input into dead letters: the market half of `trade_paper`.
 
-`build_candles` is a thin adapter around `agents.candles.CandleBuilder`: it decodes one `market.ticks` message,
-applies it to the instrument's builder restored from a Table, publishes what closed and stores the new state.
-It takes messages in batches (`agents.batches.message_batches`) so the per-batch work (broker round trips, table
-writes) is paid once per batch, not per message. Per batch, in this order:
-
-1. every message is applied to its instrument's builder; closed candles go to `market.candles.<tf>` and rejected
-   input to `ops.dlq`, and the agent waits for the broker to confirm them;
-2. only then is each touched instrument's new state (which records the offset of the last batch applied) written
-   to the table, once, and the agent waits until the broker has confirmed those changelog records too;
-3. the batch is acknowledged when the body returns (not if it is interrupted), and Faust commits only acknowledged
-   offsets, so a committed offset always implies its state is in the changelog: a crash makes Kafka redeliver at
-   most messages the restored state has already applied, which the builder recognises by offset and skips.
+`market_step` is a thin adapter around `agents.candles.CandleBuilder`: it decodes one `market.ticks` message and
+applies it to the instrument's builder state, returning the candles that closed, the rejected input as dead
+letters and the new state, which records the offset of the last batch applied. `trade_paper` (agents.trading)
+publishes the candles to `market.candles.<tf>`, trades them in the same batch, and writes the builder's state to
+its table only after the outputs and the trading states are confirmed: a crash makes Kafka redeliver at most
+messages the restored state has already applied, which the builder recognises by offset and skips, or whose
+candles it builds again (the same ids) for strategies that have already seen them.
 """
 
 from __future__ import annotations
@@ -20,24 +15,17 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import faust
 from faust.types.tuples import Message
 
-from agents.batches import message_batches
 from agents.candles import BatchResult, CandleBuilder
 from agents.deadletter import (
     BAD_KEY,
     LATE_TICK,
     decode_error_code,
     letter_for_message,
-    send_dead_letters,
 )
-from agents.output import Output, OutputProducer, confirm_batch, output_producer
-from agents.stats import WorkerStats
 from streams.codecs import InvalidEvent, decode, encode
 from streams.records import SCHEMA_VERSION, Candle, DeadLetter, TickBatch, instrument_key, stable_id
-from streams.topics import DLQ, TICKS, candle_topic, topic_name
-from tradepulse.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -99,64 +87,10 @@ def _late_letter(message: Message, batch: TickBatch, result: BatchResult) -> Dea
     return letter_for_message(message, LATE_TICK, result.late.reason, payload=encode(late))
 
 
-async def _apply_tick_batch(
-    messages: list[Message],
-    builders: faust.Table,
-    outputs_to: OutputProducer,
-    dlq: faust.TopicT,
-    grace_ms: int,
-    stats: WorkerStats,
-) -> None:
-    """Steps 1 and 2 of the module docstring for one batch of `market.ticks` messages."""
-    states: dict[str, tuple[int, dict[str, Any]]] = {}
-    outputs: list[Output] = []
-    letters: list[DeadLetter] = []
-    accepted = 0
-    for message in messages:
-        stats.messages += 1
-        key = message.key.decode(errors="replace") if message.key else None
-        state = None
-        if key is not None:
-            state = states[key][1] if key in states else builders.get(key)
-        try:
-            step = process_tick_message(message, state, grace_ms)
-        except Exception as exc:  # a bug must cost one dead letter, not the stream
-            logger.exception("processing %s[%d]@%d failed", message.topic, message.partition, message.offset)
-            step = TickStep(letters=[letter_for_message(message, PROCESSING_ERROR, repr(exc))])
-        if step.skipped:
-            stats.redelivered_batches += 1
-            continue
-        for candle in step.candles:
-            outputs.append((candle_topic(candle.timeframe), instrument_key(candle.exchange, candle.symbol), candle))
-            stats.candles[candle.timeframe] += 1
-        letters += step.letters
-        if step.state is not None and step.instrument is not None:
-            states[step.instrument] = (message.partition, step.state)
-        accepted += step.accepted_ticks
-    if letters:
-        await send_dead_letters(dlq, letters, stats)
-    published = await outputs_to.publish(outputs)
-    await confirm_batch(outputs_to, published, [(builders, states)])
-    stats.ticks += accepted
-
-
-def register_market_agents(app: faust.App, settings: Settings, stats: WorkerStats) -> None:
-    """Declare build_candles on `app`."""
-    prefix = settings.kafka.topic_prefix
-    app_id = settings.worker.app_id
-    grace_ms = settings.worker.late_tick_grace_ms
-    ticks = app.topic(topic_name(prefix, TICKS))
-    outputs_to = output_producer(app, settings)
-    dlq = app.topic(topic_name(prefix, DLQ))
-    # No key/value types: Faust then stores JSON and restores the plain dicts `CandleBuilder.from_state` takes.
-    builders = app.Table(
-        "candle-builders",
-        partitions=settings.kafka.partitions,
-        help="CandleBuilder state per instrument (see agents.candles).",
-    )
-
-    @app.agent(ticks, name=f"{app_id}.build_candles")
-    async def build_candles(stream: faust.StreamT[bytes]) -> None:
-        batches = message_batches(stream, settings.worker.tick_batch_messages, settings.worker.batch_wait_s)
-        async for messages in batches:
-            await _apply_tick_batch(messages, builders, outputs_to, dlq, grace_ms, stats)
+def market_step(message: Message, state: dict[str, Any] | None, grace_ms: int) -> TickStep:
+    """`process_tick_message`, with a bug in it costing one dead letter, not the stream."""
+    try:
+        return process_tick_message(message, state, grace_ms)
+    except Exception as exc:
+        logger.exception("processing %s[%d]@%d failed", message.topic, message.partition, message.offset)
+        return TickStep(letters=[letter_for_message(message, PROCESSING_ERROR, repr(exc))])

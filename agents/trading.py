@@ -1,16 +1,22 @@
-"""The paper-trading agents: thin Faust adapters over `agents.paper` (see docs/paper-trading.md).
+"""The paper-trading agents: thin Faust adapters over `agents.market` and `agents.paper` (docs/paper-trading.md).
 
-`trade_paper` runs strategy, risk and simulator on each closed candle, in one agent per instrument partition, and
-publishes what each of them decided (signals, orders, fills, trades, snapshots) on its own topic; `track_portfolio`
-sums the configurations' snapshots per account. State (strategies, simulators, account aggregates) is kept per key
-in Tables, with the same delivery discipline as `build_candles`: outputs confirmed by the broker, then the states'
-changelog records confirmed, then the input acknowledged; states record the last bar applied per configuration,
-so a redelivered input is recognised and skipped.
+`trade_paper` reads `market.ticks` and the candle topics, in one agent per instrument partition. A tick message
+goes to its instrument's candle builder; the candles that closed are published to `market.candles.<tf>` and, in
+the same batch, each runs strategy, risk and simulator for the configurations of its instrument and timeframe, so
+the path from the tick that closes a bar to the fill passes through the broker once. A candle on the candle
+topics is traded the same way unless this agent built it from ticks (and traded it then): imports, backfills and
+candle replays are traded as they arrive. Each stage's decisions (signals, orders, fills, trades, snapshots) go to
+their own topic; `track_portfolio` sums the configurations' snapshots per account.
 
-The simulators' records are written and confirmed before the strategies'. A crash between the two leaves the
-simulator a bar ahead: the redelivered candle runs the strategy again (the same signal, with the same ids) and the
-simulator skips the bar it has applied. The other order could leave the strategy ahead, which would skip the bar
-and never fill it.
+State (candle builders, strategies, simulators, account aggregates) is kept per key in Tables: outputs confirmed
+by the broker, then the states' changelog records confirmed, then the input acknowledged; states record the last
+tick batch or bar applied, so a redelivered input is recognised and skipped. The simulators' records are written
+and confirmed first, then the strategies', then the builders'. A crash between the first two leaves the simulator
+a bar ahead: the redelivered candle runs the strategy again (the same signal, with the same ids) and the simulator
+skips the bar it has applied; the other order could leave the strategy ahead, which would skip the bar and never
+fill it. A crash before the builders' records makes the redelivered ticks close the same candles again (the same
+ids), which the strategies and simulators have applied and skip; a builder ahead of them would never close again
+the candles they missed.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ from faust.types.tuples import Message
 
 from agents.bars import Bar
 from agents.batches import message_batches
+from agents.candles import BUILT_FROM_TICKS
 from agents.deadletter import decode_error_code, letter_for_message, send_dead_letters
 from agents.execution.risk import RiskLimits
-from agents.output import Output, OutputProducer, confirm_batch, output_producer
+from agents.market import TickStep, market_step
+from agents.output import Output, OutputProducer, States, confirm_batch, output_producer
 from agents.paper import (
     ConfigError,
     TradingConfig,
@@ -67,6 +75,7 @@ from streams.topics import (
     ORDERS,
     PORTFOLIO,
     SIGNALS,
+    TICKS,
     TRADES,
     candle_topic,
     topic_name,
@@ -193,7 +202,11 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
     control = Control()
     topic = {name: app.topic(topic_name(prefix, name)) for name in (SIGNALS, ORDERS, PORTFOLIO, DLQ)}
     outputs_to = {stage: output_producer(app, settings) for stage in STAGES}
-    candles = app.topic(*(topic_name(prefix, candle_topic(tf)) for tf in TIMEFRAMES))
+    ticks_topic, grace_ms = topic_name(prefix, TICKS), settings.worker.late_tick_grace_ms
+    market = app.topic(ticks_topic, *(topic_name(prefix, candle_topic(tf)) for tf in TIMEFRAMES))
+    # No key/value types: Faust then stores JSON and restores the plain dicts `CandleBuilder.from_state` takes.
+    builders = app.Table("candle-builders", partitions=settings.kafka.partitions,
+                         help="CandleBuilder state per instrument (see agents.candles).")
     strategies = app.Table("paper-strategies", partitions=settings.kafka.partitions,
                            help="Per instrument: each configuration's strategy state.")
     simulators = app.Table("paper-simulators", partitions=settings.kafka.partitions,
@@ -229,9 +242,8 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
                                                        0, before_ts, limit=needed), "warm-up candles")
         return [bar_of(c) for c in rows]
 
-    async def trade_step(candle: Candle, state: list[dict[str, Any]], message: Message) -> list[Output]:
+    async def trade_step(candle: Candle, state: list[dict[str, Any]], key: str) -> list[Output]:
         sub_accounts, strategy_states = state
-        key = message.key.decode()
         outputs: list[Output] = []
         configs = control.by_instrument.get((instrument_key(candle.exchange, candle.symbol), candle.timeframe), [])
         for config in configs:
@@ -268,11 +280,72 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
                                          config_id, {"traceback": step.error}, candle.ts))
         return outputs
 
-    @app.agent(candles, name=f"{app_id}.trade_paper")
+    def market_outputs(step: TickStep) -> list[Output]:
+        for candle in step.candles:
+            stats.candles[candle.timeframe] += 1
+        return [(candle_topic(c.timeframe), step.instrument or "", c) for c in step.candles]
+
+    async def trade_market_batch(messages: list[Message]) -> None:
+        """One batch of ticks and candles, in the order of the module docstring: outputs, then the simulators',
+        the strategies' and the candle builders' states, each confirmed before the next is written."""
+        outputs: list[Output] = []
+        letters: list[DeadLetter] = []
+        builder_states: States = {}
+        trading_states: dict[str, tuple[int, list[dict[str, Any]]]] = {}
+        accepted = 0
+        for message in messages:
+            key = message.key.decode(errors="replace") if message.key else ""
+            if message.topic == ticks_topic:
+                stats.messages += 1
+                tick = market_step(message, builder_states[key][1] if key in builder_states else builders.get(key),
+                                   grace_ms)
+                if tick.skipped:
+                    stats.redelivered_batches += 1
+                    continue
+                letters += tick.letters
+                if tick.state is None or tick.instrument is None:
+                    continue
+                builder_states[tick.instrument] = (message.partition, tick.state)
+                accepted += tick.accepted_ticks
+                outputs += market_outputs(tick)
+                closed = tick.candles
+            else:
+                try:
+                    candle = decode(Candle, message.value)
+                except InvalidEvent as exc:  # the topic's sink dead-letters it: one letter per bad message
+                    logger.warning("trade_paper: %s[%d]@%d skipped: %s", message.topic, message.partition,
+                                   message.offset, exc)
+                    continue
+                if candle.source == BUILT_FROM_TICKS:
+                    continue  # this agent built it from market.ticks and traded it then
+                closed = [candle]
+            for candle in closed:
+                if not control.by_instrument.get((instrument_key(candle.exchange, candle.symbol), candle.timeframe)):
+                    continue
+                state = [dict(part) for part in trading_states[key][1]] if key in trading_states else [
+                    dict(table.get(key) or {}) for table in (simulators, strategies)]
+                try:
+                    outputs += await trade_step(candle, state, key)
+                except Exception as exc:  # a bug costs one dead letter, not the stream
+                    logger.exception("trade_paper: trading %s %s@%d from %s[%d]@%d failed", key, candle.timeframe,
+                                     candle.ts, message.topic, message.partition, message.offset)
+                    letters.append(letter_for_message(message, PROCESSING_ERROR, repr(exc)))
+                    continue
+                trading_states[key] = (message.partition, state)
+        if letters:
+            await send_dead_letters(topic[DLQ], letters, stats)
+        published = await outputs_to["trade_paper"].publish(outputs)
+        changes = [(table, {key: (partition, parts[index]) for key, (partition, parts) in trading_states.items()})
+                   for index, table in enumerate((simulators, strategies))]
+        await confirm_batch(outputs_to["trade_paper"], published, [*changes, (builders, builder_states)])
+        stats.ticks += accepted
+        stats.paper["trade_paper"] += len(messages)
+
+    @app.agent(market, name=f"{app_id}.trade_paper")
     async def trade_paper(stream: faust.StreamT[bytes]) -> None:
-        async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.batch_wait_s):
-            await run_stage(messages, Candle, (simulators, strategies), trade_step, outputs_to["trade_paper"],
-                            topic[DLQ], stats, "trade_paper")
+        async for messages in message_batches(stream, settings.worker.tick_batch_messages,
+                                              settings.worker.batch_wait_s):
+            await trade_market_batch(messages)
             await _flush_status(control, db)
 
     # --------------------------------------------------------------------------------------- track_portfolio

@@ -17,8 +17,9 @@ stages and a `sinks` worker the store's writers; with `--roles one`, one worker 
    few seconds) at `--rate` ticks/s and measures, for each fill, the time from the tick message that
    closed the bar it was filled on (its candle is what the fill stage worked) to the fill's message on exec.fills,
    both as the broker logged them, and each hop on the way; beside one raw aiokafka hop (send to receipt, acks=all)
-   measured in the same run, the floor under each pass through the broker. The path passes through it twice
-   (tick → candle → signal, order and fill: `trade_paper` publishes the last three from one candle).
+   measured in the same run, the floor under each pass through the broker. The path passes through it once:
+   `trade_paper` builds the candle from the tick message and publishes it, the signal, the order and the fill in
+   the same batch.
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ async def raw_hop_latency(settings: Settings, messages: int = 1_000, rate: float
 
 
 HOPS = ("ticks→candle", "candle→signal", "signal→order", "order→fill")
-BROKER_PASSES = 2
+BROKER_PASSES = 1
 
 
 def latencies(settings: Settings, since_ms: int) -> list[tuple[float, ...]]:

@@ -70,7 +70,9 @@ TOPICS: tuple[TopicSpec, ...] = (
               description="Trades of one instrument over a short interval, columnar, one batch per message."),
     *(
         TopicSpec(candle_topic(tf), Candle, _INSTRUMENT_KEY, True,
-                  description=f"Closed {tf} candles, emitted once per bucket after it closes.")
+                  description=f"Closed {tf} candles, emitted once per bucket after it closes. Those with `source` "
+                              "`ticks` are built from market.ticks by trade_paper, which trades them as it builds "
+                              "them; candles of any other source (imports, backfills) are traded as they arrive.")
         for tf in TIMEFRAMES
     ),
     TopicSpec(SIGNALS, Signal, _INSTRUMENT_KEY, True,

@@ -36,7 +36,7 @@ class WorkerSettings(BaseModel):
 
     app_id: str = "tradepulse"
     late_tick_grace_ms: int = Field(default=5_000, ge=0)
-    tick_batch_messages: int = Field(default=200, ge=1, description="market.ticks messages build_candles takes at once")
+    tick_batch_messages: int = Field(default=200, ge=1, description="messages trade_paper takes at once")
     batch_wait_s: float = Field(
         default=0.005, gt=0,
         description="how long a processing agent's partial batch waits for more messages: latency added per stage",

@@ -14,11 +14,12 @@ from psycopg.types.json import Jsonb
 from agents.bars import BarSeries
 from agents.paper import trading_config
 from streams.keys import instrument_key
-from streams.records import Candle, make_candle
+from streams.records import SCHEMA_VERSION, Candle, TickBatch, make_candle
 from streams.topics import candle_topic
-from tests.pipeline_helpers import WorkerProcess, produce, trading_workers, wait_until
+from tests.pipeline_helpers import WorkerProcess, produce, produce_ticks, trading_workers, wait_until
 from tests.strategy_helpers import random_series
 from tradepulse import control
+from tradepulse.marketdata.feeds import candle_batches
 from tradepulse.settings import Settings
 from training.backtest import BacktestConfig, run_backtest
 
@@ -53,9 +54,25 @@ def activate(settings: Settings, config_id: str) -> None:
         control.activate(conn, config_id, control.kafka_publisher(settings))
 
 
-@pytest.mark.parametrize("split", [False, True], ids=["one-worker", "trading-and-sinks-workers"])
+def replay(settings: Settings, feed: str, series: BarSeries) -> None:
+    """The series as the replay feed plays it (ticks that rebuild its candles, then one that closes the last
+    bar), or as candles published to its timeframe's topic, as an import does."""
+    candles = candles_of(series)
+    if feed == "candles":
+        produce(settings, candle_topic(series.timeframe), [(instrument_key(series.exchange, series.symbol), c)
+                                                          for c in candles])
+        return
+    closing = TickBatch(event_id="closing-tick", ts=candles[-1].ts, schema_version=SCHEMA_VERSION,
+                        exchange=series.exchange, symbol=series.symbol, source="replay",
+                        times=[int(series.ts[-1]) + series.span_ms + settings.worker.late_tick_grace_ms],
+                        prices=[candles[-1].close], amounts=[1.0])
+    produce_ticks(settings, [*candle_batches(candles), closing])
+
+
+@pytest.mark.parametrize(("feed", "split"), [("ticks", False), ("ticks", True), ("candles", True)], ids=[
+    "ticks-one-worker", "ticks-trading-and-sinks-workers", "candles-trading-and-sinks-workers"])
 def test_a_paper_session_over_a_replayed_feed_trades_exactly_like_the_backtest(settings: Settings, tmp_path: Path,
-                                                                             split: bool) -> None:
+                                                                             feed: str, split: bool) -> None:
     series = random_series(600, 77, symbol="BTC/USDT")
     params = {"fast": 5, "slow": 20}
     insert_configuration(settings, "cfg-parity", "sma_cross", params)
@@ -66,8 +83,7 @@ def test_a_paper_session_over_a_replayed_feed_trades_exactly_like_the_backtest(s
         wait_until(lambda: rows(settings, "SELECT status FROM trained_configurations WHERE id = 'cfg-parity'")[0][0]
                    == "running", 60, "the worker to report the configuration running", worker)
         seen_after = time.monotonic() - started
-        key = instrument_key("synthetic", "BTC/USDT")
-        produce(settings, candle_topic("1h"), [(key, c) for c in candles_of(series)])
+        replay(settings, feed, series)
         last_close = int(series.ts[-1]) + series.span_ms
         wait_until(lambda: rows(settings, "SELECT count(*) FROM portfolio_history WHERE configuration_id = "
                                 "'cfg-parity' AND ts = TIMESTAMPTZ 'epoch' + %s * INTERVAL '1 millisecond'",

@@ -13,7 +13,7 @@ from tradepulse.commands.output import fail
 class WorkerRole(StrEnum):
     """Which agents a worker runs.
 
-    `trading` is the tick-to-fill path (build_candles, trade_paper, track_portfolio); `sinks` writes every topic
+    `trading` is the tick-to-fill path (trade_paper, track_portfolio); `sinks` writes every topic
     into the store. Apart, they do not share an event loop: at a bar close the sinks handle about two thirds of
     the messages, and in one process they delay the candles and fills behind them. A `sinks` worker consumes in a
     group of its own (`<app_id>-sinks`), so either role scales out on its own.
@@ -33,7 +33,6 @@ def worker(
     import faust
 
     from agents.heartbeat import record_final_heartbeat, register_diagnostics, register_heartbeat
-    from agents.market import register_market_agents
     from agents.recovery import register_recovery_watchdog
     from agents.sinks import DatabaseWriter, register_sinks
     from agents.stats import WorkerStats
@@ -59,7 +58,6 @@ def worker(
     db = DatabaseWriter(settings)
     stats = WorkerStats.for_this_process(settings.worker.app_id)
     if role is not WorkerRole.SINKS:
-        register_market_agents(app, settings, stats)
         register_trading_agents(app, settings, stats, db)
     if role is not WorkerRole.TRADING:
         register_sinks(app, settings, stats, db)
