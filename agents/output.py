@@ -86,16 +86,17 @@ async def confirm_batch(outputs_to: OutputProducer, published: list[asyncio.Futu
                         changes: Sequence[tuple[faust.Table, States]]) -> None:
     """Wait until the broker has a batch's outputs, then make the new states the tables' and write them to the
     changelogs (each key once, to the changelog partition of its message, as `table[key] = state` would inside a
-    one-message stream) and wait for them, one table after the other in the order given."""
+    one-message stream), all tables at once, and wait for them: the caller's crash recovery must not depend on
+    which of them reached the broker first."""
     for future in published:
         await future
+    written = []
     for table, states in changes:
-        written = []
         for key, (partition, state) in states.items():
             written.append(await outputs_to.write_changelog(table, partition, key, state))
             table.data[key] = state
-        for future in written:
-            await future
+    for future in written:
+        await future
 
 
 def output_producer(app: faust.App, settings: Settings) -> OutputProducer:

@@ -170,6 +170,14 @@ def _advance(strategy: Strategy, higher: HigherTimeframes | None, bar: Bar) -> l
     return list(strategy.on_bar(bar))
 
 
+def has_applied(config: TradingConfig, state: dict[str, Any] | None, ts: int) -> bool:
+    """Whether `step_signal` would leave this state as it is for a candle at `ts`: applied up to it, or nothing
+    left to do for a deactivated configuration."""
+    if state is None or state["fingerprint"] != config.fingerprint:
+        return not config.active and state is None
+    return state["last_bar"] is not None and ts <= state["last_bar"]
+
+
 def step_signal(config: TradingConfig, state: dict[str, Any] | None, candle: Candle, *, flat: bool) -> StrategyStep:
     """One closed candle of the configuration's instrument and timeframe (the caller filters).
 

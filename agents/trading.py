@@ -4,19 +4,18 @@
 goes to its instrument's candle builder; the candles that closed are published to `market.candles.<tf>` and, in
 the same batch, each runs strategy, risk and simulator for the configurations of its instrument and timeframe, so
 the path from the tick that closes a bar to the fill passes through the broker once. A candle on the candle
-topics is traded the same way unless this agent built it from ticks (and traded it then): imports, backfills and
-candle replays are traded as they arrive. Each stage's decisions (signals, orders, fills, trades, snapshots) go to
+topics (an import, a backfill, a replay of candles, or this agent's own) is traded the same way unless the
+configurations have applied its bar already. Each stage's decisions (signals, orders, fills, trades, snapshots) go to
 their own topic; `track_portfolio` sums the configurations' snapshots per account.
 
-State (candle builders, strategies, simulators, account aggregates) is kept per key in Tables: outputs confirmed
-by the broker, then the states' changelog records confirmed, then the input acknowledged; states record the last
-tick batch or bar applied, so a redelivered input is recognised and skipped. The simulators' records are written
-and confirmed first, then the strategies', then the builders'. A crash between the first two leaves the simulator
-a bar ahead: the redelivered candle runs the strategy again (the same signal, with the same ids) and the simulator
-skips the bar it has applied; the other order could leave the strategy ahead, which would skip the bar and never
-fill it. A crash before the builders' records makes the redelivered ticks close the same candles again (the same
-ids), which the strategies and simulators have applied and skip; a builder ahead of them would never close again
-the candles they missed.
+State is kept per key in Tables: per instrument its candle builder, and its configurations' strategy and
+simulator states in one record (so they change together); per account the aggregates. Outputs are confirmed by
+the broker, then the states' changelog records, then the input is acknowledged; states record the last tick batch
+or bar applied, so a redelivered input is recognised and skipped. A crash can leave either of an instrument's two
+records ahead of the other. A builder behind its trading state closes the same candles again (the same ids) for
+strategies that have applied them and skip them. A builder ahead of it does not close them again, but they are on
+the candle topics (outputs are confirmed before any state), and a candle this agent built comes back to it there:
+it trades the copy unless the trading state has applied that bar, which is what usually happened as it built it.
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ from agents.paper import (
     account_view,
     bar_of,
     fresh_strategy_state,
+    has_applied,
     is_flat,
     step_bar,
     trading_config,
@@ -158,8 +158,7 @@ async def run_stage(messages: list[Message], record_type: type[R], tables: Seque
                     outputs_to: OutputProducer, dlq: faust.TopicT, stats: WorkerStats, name: str,
                     finish: Callable[[], list[Output]] | None = None) -> None:
     """Decode, step each message against its key's state in every table, publish (the steps' outputs, then what
-    `finish` adds once the batch is stepped), then save the states (see module docstring), one table after the
-    other in the order given, each confirmed before the next is written.
+    `finish` adds once the batch is stepped), then save the states (see module docstring).
 
     A message that does not decode is skipped here; every topic's sink dead-letters it, so it gets one letter.
     """
@@ -207,10 +206,9 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
     # No key/value types: Faust then stores JSON and restores the plain dicts `CandleBuilder.from_state` takes.
     builders = app.Table("candle-builders", partitions=settings.kafka.partitions,
                          help="CandleBuilder state per instrument (see agents.candles).")
-    strategies = app.Table("paper-strategies", partitions=settings.kafka.partitions,
-                           help="Per instrument: each configuration's strategy state.")
-    simulators = app.Table("paper-simulators", partitions=settings.kafka.partitions,
-                           help="Per instrument: each configuration's simulator (sub-account) state.")
+    trading = app.Table("paper-trading", partitions=settings.kafka.partitions,
+                        help="Per instrument: each configuration's strategy and simulator (sub-account) states, in "
+                             "one record so that they change together.")
     accounts = app.Table("paper-accounts", partitions=1, help="Per account: its configurations' latest snapshots.")
     def invalid_change(raw: Any, reason: str) -> None:
         control.rejected_changes.append(letter_for_message(_raw(raw), decode_error_code(reason), reason))
@@ -242,11 +240,18 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
                                                        0, before_ts, limit=needed), "warm-up candles")
         return [bar_of(c) for c in rows]
 
-    async def trade_step(candle: Candle, state: list[dict[str, Any]], key: str) -> list[Output]:
-        sub_accounts, strategy_states = state
+    def trading_state(pending: dict[str, tuple[int, dict[str, Any]]], key: str) -> dict[str, Any]:
+        """A copy of the instrument's trading state as the batch left it so far, to step or to drop."""
+        state = pending[key][1] if key in pending else trading.get(key) or {}
+        return {"strategies": dict(state.get("strategies", {})), "simulators": dict(state.get("simulators", {}))}
+
+    def configs_of(candle: Candle) -> list[TradingConfig]:
+        return control.by_instrument.get((instrument_key(candle.exchange, candle.symbol), candle.timeframe), [])
+
+    async def trade_step(candle: Candle, state: dict[str, Any], key: str) -> list[Output]:
+        sub_accounts, strategy_states = state["simulators"], state["strategies"]
         outputs: list[Output] = []
-        configs = control.by_instrument.get((instrument_key(candle.exchange, candle.symbol), candle.timeframe), [])
-        for config in configs:
+        for config in configs_of(candle):
             config_id = config.configuration_id
             current = strategy_states.get(config_id)
             if current is None and config.active:
@@ -286,12 +291,11 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
         return [(candle_topic(c.timeframe), step.instrument or "", c) for c in step.candles]
 
     async def trade_market_batch(messages: list[Message]) -> None:
-        """One batch of ticks and candles, in the order of the module docstring: outputs, then the simulators',
-        the strategies' and the candle builders' states, each confirmed before the next is written."""
+        """One batch of ticks and candles, as in the module docstring: outputs confirmed, then the states."""
         outputs: list[Output] = []
         letters: list[DeadLetter] = []
         builder_states: States = {}
-        trading_states: dict[str, tuple[int, list[dict[str, Any]]]] = {}
+        trading_states: States = {}
         accepted = 0
         for message in messages:
             key = message.key.decode(errors="replace") if message.key else ""
@@ -316,14 +320,16 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
                     logger.warning("trade_paper: %s[%d]@%d skipped: %s", message.topic, message.partition,
                                    message.offset, exc)
                     continue
-                if candle.source == BUILT_FROM_TICKS:
-                    continue  # this agent built it from market.ticks and traded it then
                 closed = [candle]
             for candle in closed:
-                if not control.by_instrument.get((instrument_key(candle.exchange, candle.symbol), candle.timeframe)):
+                configs = configs_of(candle)
+                if not configs:
                     continue
-                state = [dict(part) for part in trading_states[key][1]] if key in trading_states else [
-                    dict(table.get(key) or {}) for table in (simulators, strategies)]
+                state = trading_state(trading_states, key)
+                if candle.source == BUILT_FROM_TICKS and all(
+                        has_applied(config, state["strategies"].get(config.configuration_id), candle.ts)
+                        for config in configs):
+                    continue  # the copy of a candle traded as this agent built it
                 try:
                     outputs += await trade_step(candle, state, key)
                 except Exception as exc:  # a bug costs one dead letter, not the stream
@@ -335,9 +341,8 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
         if letters:
             await send_dead_letters(topic[DLQ], letters, stats)
         published = await outputs_to["trade_paper"].publish(outputs)
-        changes = [(table, {key: (partition, parts[index]) for key, (partition, parts) in trading_states.items()})
-                   for index, table in enumerate((simulators, strategies))]
-        await confirm_batch(outputs_to["trade_paper"], published, [*changes, (builders, builder_states)])
+        await confirm_batch(outputs_to["trade_paper"], published, [(trading, trading_states),
+                                                                   (builders, builder_states)])
         stats.ticks += accepted
         stats.paper["trade_paper"] += len(messages)
 

@@ -14,6 +14,7 @@ from agents.paper import (
     ConfigError,
     TradingConfig,
     account_snapshot,
+    has_applied,
     step_bar,
     step_orders,
     step_signal,
@@ -93,6 +94,23 @@ def test_a_redelivered_candle_changes_nothing() -> None:
     once = paper_session(config, candles)
     twice = paper_session(config, [c for c in candles for _ in (0, 1)])
     assert once == twice and once
+
+
+def test_has_applied_is_true_exactly_when_the_strategy_step_would_change_nothing() -> None:
+    active = trading_config(change())
+    candles = candles_of(random_series(60, 3))
+    state: dict[str, Any] | None = None
+    for candle in candles[:40]:
+        state = step_signal(active, state, candle, flat=True).state
+    for candle in (candles[0], candles[39], candles[40]):
+        step = step_signal(active, state, candle, flat=True)
+        assert has_applied(active, state, candle.ts) == (step.signal is None and step.state == state)
+    assert has_applied(active, state, candles[39].ts) and not has_applied(active, state, candles[40].ts)
+    assert not has_applied(active, None, candles[0].ts)  # a configuration yet to start
+    retuned = trading_config(change(params={"fast": 4, "slow": 20}))
+    assert not has_applied(retuned, state, candles[0].ts)  # new parameters: the strategy starts afresh
+    stopped = trading_config(change(action="deactivate"))
+    assert has_applied(stopped, None, candles[40].ts)  # deactivated and forgotten: nothing to do
 
 
 def test_deactivation_stops_entries_and_closes_or_keeps_the_position() -> None:
