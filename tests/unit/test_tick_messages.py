@@ -1,4 +1,4 @@
-"""What build_candles makes of one market.ticks message: bad input becomes one dead letter with a reason code."""
+"""What trade_paper makes of one market.ticks message: bad input becomes one dead letter with a reason code."""
 
 from __future__ import annotations
 
