@@ -4,9 +4,9 @@
 applies it to the instrument's builder state, returning the candles that closed, the rejected input as dead
 letters and the new state, which records the offset of the last batch applied. `trade_paper` (agents.trading)
 publishes the candles to `market.candles.<tf>`, trades them in the same batch, and writes the builder's state to
-its table only after the outputs and the trading states are confirmed: a crash makes Kafka redeliver at most
-messages the restored state has already applied, which the builder recognises by offset and skips, or whose
-candles it builds again (the same ids) for strategies that have already seen them.
+its table once the outputs are confirmed, together with the trading states: a crash makes Kafka redeliver at most
+messages the restored builder has already applied, which it recognises by offset and skips, or whose candles it
+builds again (the same ids) for strategies that have already seen them.
 """
 
 from __future__ import annotations
