@@ -22,6 +22,12 @@ Two guarantees Faust's own batching (`take_events`) does not give, and every age
 
 Messages at or below an offset already handled in this process are redeliveries: they are acknowledged and not
 yielded. The agents' own state (offsets, bars or event ids) would recognise them too; this only saves the work.
+
+Batches form as messages arrive (`ArrivalBuffer`), not on Faust's `noack_take` clock: that one starts its wait each
+time the agent asks for a batch, so every batch waited the whole of it, even one whose messages had arrived while
+the agent was busy with the previous batch. Here a batch waits at most `within_s` after its first message arrived
+(trade_paper's wait is 0: a message is handed over as soon as the agent is free), and messages that queued while
+the agent worked go to it at once, together: under load batches grow by themselves.
 """
 
 from __future__ import annotations
@@ -31,9 +37,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import faust
-from faust.types import TP
+from faust.types import TP, EventT
 from faust.types.tuples import Message
 
 logger = logging.getLogger(__name__)
@@ -42,6 +49,59 @@ HOLE_WAIT_S = 10.0
 """How long a partition waits for missing offsets before it accepts that the broker does not have them."""
 STALL_S = 5.0
 """How long an idle agent waits for a partition the consumer has read past its next expected offset."""
+
+
+T = TypeVar("T")
+
+
+class ArrivalBuffer(Generic[T]):
+    """Items in arrival order, handed out in batches of up to `size`: a batch is due once it is full or `within_s`
+    after its first item arrived, and stays due until it is taken. No I/O; the clock can be passed in."""
+
+    def __init__(self, size: int, within_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if size < 1:
+            raise ValueError("a batch holds at least one item")
+        self._size = size
+        self._within_s = within_s
+        self._clock = clock
+        self._items: list[T] = []
+        self._first_arrival = 0.0
+        self.arrived = asyncio.Event()
+        """Set while the buffer holds anything."""
+        self.full = asyncio.Event()
+        """Set while the buffer holds `size` items; `add` then waits until they are taken."""
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def add(self, item: T) -> None:
+        """Buffer `item`; returns once there is room for the next one (the buffer is not full)."""
+        self._items.append(item)
+        if len(self._items) == 1:
+            self._first_arrival = self._clock()
+            self.arrived.set()
+        if len(self._items) >= self._size:
+            self.full.set()
+            self._room.clear()
+            await self._room.wait()
+
+    def due_in(self) -> float | None:
+        """Seconds until the batch is due (0 or less: it is), None while the buffer is empty."""
+        if not self._items:
+            return None
+        if len(self._items) >= self._size:
+            return 0.0
+        return self._within_s - (self._clock() - self._first_arrival)
+
+    def take(self) -> list[T]:
+        """Everything buffered, oldest first; the buffer is empty and has room again."""
+        items, self._items = self._items, []
+        self.arrived.clear()
+        self.full.clear()
+        self._room.set()
+        return items
 
 
 @dataclass
@@ -118,14 +178,16 @@ class _Activity:
 
 
 async def message_batches(stream: faust.StreamT[bytes], size: int, within_s: float) -> AsyncIterator[list[Message]]:
-    """Up to `size` messages at a time (fewer after `within_s`), in order; acknowledged after their batch's body."""
+    """Up to `size` messages at a time, in order, as they arrive (a partial batch waits at most `within_s` after its
+    first message); acknowledged after their batch's body."""
     manual = stream.noack()
     app = stream.app
     sequence = PartitionSequence(lambda tp: app.consumer._committed_offset.get(tp))
+    arrivals: ArrivalBuffer[EventT] = ArrivalBuffer(size, within_s)
     activity = _Activity()
-    watchdog = asyncio.ensure_future(_reseek_stalled_partitions(manual, sequence, activity))
+    watchdog = asyncio.ensure_future(_reseek_stalled_partitions(manual, sequence, activity, arrivals))
     try:
-        async for events in manual.noack_take(size, within=within_s):
+        async for events in _batches(manual, arrivals):
             accepted = []
             now = time.monotonic()
             for event in events:
@@ -157,13 +219,40 @@ async def message_batches(stream: faust.StreamT[bytes], size: int, within_s: flo
         watchdog.cancel()
 
 
+async def _batches(stream: faust.StreamT[bytes], buffer: ArrivalBuffer[EventT]) -> AsyncIterator[list[EventT]]:
+    """The stream's events, unacknowledged, in the batches `buffer` forms as they arrive."""
+
+    async def collect(value: bytes) -> bytes:
+        event = stream.current_event
+        if event is None:
+            raise RuntimeError("a stream value arrived without its event")
+        await buffer.add(event)
+        return value
+
+    # As `noack_take` does: a processor fills the buffer while the stream is drained in the background.
+    stream.add_processor(collect)
+    stream._enable_passive(aiter(stream.channel))  # type: ignore[attr-defined]
+    try:
+        while not stream.should_stop:
+            due_in = buffer.due_in()
+            if due_in is None:
+                await stream.wait(buffer.arrived)  # returns on a stop too
+            elif due_in > 0:
+                await stream.wait(buffer.full, timeout=due_in)
+            else:
+                yield buffer.take()
+    finally:
+        stream._processors.remove(collect)  # type: ignore[attr-defined]
+
+
 async def _reseek_stalled_partitions(stream: faust.StreamT[bytes], sequence: PartitionSequence,
-                                     activity: _Activity) -> None:
+                                     activity: _Activity, arrivals: ArrivalBuffer[EventT]) -> None:
     """Seek back a partition read past the next expected offset while nothing arrives (see module docstring)."""
     app = stream.app
     while True:
         await asyncio.sleep(STALL_S / 2)
-        if activity.in_body or not stream.channel.queue.empty() or app.in_recovery or app.rebalancing:
+        if (activity.in_body or arrivals or not stream.channel.queue.empty() or app.in_recovery
+                or app.rebalancing):
             continue
         now = time.monotonic()
         for tp, expected in sequence.expected_offsets(app.consumer_generation_id).items():

@@ -38,16 +38,17 @@ class WorkerSettings(BaseModel):
     late_tick_grace_ms: int = Field(default=5_000, ge=0)
     tick_batch_messages: int = Field(default=200, ge=1, description="messages trade_paper takes at once")
     batch_wait_s: float = Field(
-        default=0.005, gt=0,
-        description="how long a processing agent's partial batch waits for more messages: latency added per stage",
+        default=0.0, ge=0,
+        description="how long trade_paper's partial batch waits for more messages after its first arrived: latency "
+                    "added to every tick; messages that arrive while it is busy form the next batch anyway",
     )
     portfolio_batch_wait_s: float = Field(
-        default=0.05, gt=0,
+        default=0.05, ge=0,
         description="how long track_portfolio's partial batch waits: account snapshots are off the tick-to-fill "
                     "path, and a few larger batches at a bar close leave the event loop to trade_paper",
     )
     sink_batch_size: int = Field(default=1_000, ge=1)
-    sink_flush_s: float = Field(default=0.5, gt=0)
+    sink_flush_s: float = Field(default=0.5, ge=0, description="how long a sink's partial batch waits for more rows")
     session_timeout_s: float = 10.0
     heartbeat_s: float = 2.0
     web_port: int = Field(default=6066, ge=0, description="Faust web server port on 127.0.0.1; 0 turns it off")
