@@ -14,12 +14,13 @@ stages and a `sinks` worker the store's writers; with `--roles one`, one worker 
 1. Throughput: publishes the ticks at once, then times the trading worker from "Worker ready" until every
    configuration's portfolio snapshot of every closed 1m bar is stored (each bar passes every stage and the sinks).
 2. Latency: feeds `--follow-minutes` more minutes of ticks (as dense as the first phase's, so a bar closes every
-   few seconds) at `--rate` ticks/s and measures, for each fill, the time from the tick message that
-   closed the bar it was filled on (its candle is what the fill stage worked) to the fill's message on exec.fills,
-   both as the broker logged them, and each hop on the way; beside one raw aiokafka hop (send to receipt, acks=all)
-   measured in the same run, the floor under each pass through the broker. The path passes through it once:
-   `trade_paper` builds the candle from the tick message and publishes it, the signal, the order and the fill in
-   the same batch.
+   few seconds) at `--rate` ticks/s and measures, for each fill, the time from the moment the feed sent the tick
+   message that closed the bar it was filled on (its candle is what the fill stage worked) to the moment a
+   consumer of exec.fills received the fill, and each hop on the way (from the records' timestamps); the same for
+   every configuration's signal on every closed bar, which rests on many more bar closes than the fills do;
+   beside one raw aiokafka hop (send to receipt, acks=all) measured in the same run, the floor under each pass
+   through the broker. The path passes through it once: `trade_paper` builds the candle from the tick message and
+   publishes it, the signal, the order and the fill in the same batch.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import psycopg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from psycopg.types.json import Jsonb
 
@@ -125,20 +126,67 @@ async def paced_feed(settings: Settings, batches: list[TickBatch], rate: float) 
         await producer.stop()
 
 
-async def read_back(settings: Settings, topic: str) -> list[tuple[int, bytes | None, bytes]]:
-    """(broker timestamp ms, key, value) of every message of a topic."""
+Receipts = dict[tuple[str, int, int], float]
+"""(topic, partition, offset) -> wall-clock milliseconds at which a consumer of the bench received the record."""
+
+
+async def watch(settings: Settings, topics: tuple[str, ...], ready: asyncio.Event, done: asyncio.Event,
+                receipts: Receipts) -> None:
+    """Note when each new record of `topics` reaches a downstream consumer, until `done` and nothing more comes.
+
+    That moment, not the record's own timestamp, ends each latency measured: the producer stamps a record when the
+    worker sends it, before the broker has it, so a worker that stamped fills while the broker lagged behind would
+    look faster than any consumer of exec.fills saw it."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic_name(settings.kafka.topic_prefix, topic), partition)
+                      for topic in topics for partition in range(settings.kafka.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        for partition in partitions:
+            await consumer.position(partition)
+        ready.set()
+        while True:
+            fetched = await consumer.getmany(timeout_ms=100)
+            now = time.time() * 1000
+            for records in fetched.values():
+                receipts.update({(r.topic, r.partition, r.offset): now for r in records})
+            if done.is_set() and not fetched:
+                return
+    finally:
+        await consumer.stop()
+
+
+async def watched_feed(settings: Settings, batches: list[TickBatch], rate: float) -> Receipts:
+    """`paced_feed` while `watch` notes when fills and signals reach a consumer; waits 5 s for the last ones."""
+    ready, done, receipts = asyncio.Event(), asyncio.Event(), {}
+    watcher = asyncio.ensure_future(watch(settings, (FILLS, SIGNALS), ready, done, receipts))
+    await asyncio.wait([watcher, asyncio.ensure_future(ready.wait())], return_when=asyncio.FIRST_COMPLETED)
+    if watcher.done():
+        await watcher  # it failed before it was ready: raise why
+    await paced_feed(settings, batches, rate)
+    await asyncio.sleep(5)
+    done.set()
+    await watcher
+    return receipts
+
+
+async def read_back(settings: Settings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every message of a topic."""
     consumer = AIOKafkaConsumer(topic_name(settings.kafka.topic_prefix, topic),
                                 bootstrap_servers=settings.kafka.bootstrap_servers, group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
-    out: list[tuple[int, bytes | None, bytes]] = []
+    out: list[ConsumerRecord[bytes, bytes]] = []
     try:
         while True:
             fetched = await consumer.getmany(timeout_ms=1_500, max_records=10_000)
             if not fetched:
                 return out
             for records in fetched.values():
-                out += [(r.timestamp, r.key, r.value) for r in records]
+                out += records
     finally:
         await consumer.stop()
 
@@ -191,37 +239,55 @@ HOPS = ("ticks→candle", "candle→signal", "signal→order", "order→fill")
 BROKER_PASSES = 1
 
 
-def latencies(settings: Settings, since_ms: int) -> list[tuple[float, ...]]:
-    """Per fill of a bar that opened at or after `since_ms` (event time): its tick-to-fill milliseconds, then the
-    milliseconds of each hop (`HOPS`), all from the broker timestamps of the messages on the way."""
+def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[list[tuple[float, ...]], list[float]]:
+    """For bars that opened at or after `since_ms` (event time), from the moment the feed sent the tick message
+    that closed the bar (its timestamp) to the moment the bench's consumer received the result (`receipts`): per
+    fill, its tick-to-fill milliseconds, then the milliseconds of each hop (`HOPS`, from the records' timestamps);
+    and per signal (every configuration's decision on every closed bar, with or without intents), its tick-to-signal
+    milliseconds. Fills come only where a strategy trades, a few per bar close at most; signals come from every
+    configuration at every bar, so their tail rests on many more closes."""
     grace = settings.worker.late_tick_grace_ms
-    closers: dict[str, list[tuple[int, int]]] = defaultdict(list)  # instrument -> (newest tick time, broker ts)
-    for ts, key, value in asyncio.run(read_back(settings, TICKS)):
-        batch = decode(TickBatch, value)
-        closers[(key or b"").decode()].append((max(batch.times), ts))
-    candles = {((key or b"").decode(), decode(Candle, value).ts): ts
-               for ts, key, value in asyncio.run(read_back(settings, candle_topic("1m")))}
+    closers: dict[str, list[tuple[int, int]]] = defaultdict(list)  # instrument -> (newest tick time, sent at)
+    for record in asyncio.run(read_back(settings, TICKS)):
+        batch = decode(TickBatch, record.value)
+        closers[(record.key or b"").decode()].append((max(batch.times), record.timestamp))
+
+    def closed_by(instrument: str, bar_ts: int) -> int | None:
+        """When the tick message that closed the instrument's bar at `bar_ts` (the first later tick) was sent."""
+        due = bar_ts + MINUTE_MS + grace
+        return next((sent for newest, sent in closers[instrument] if newest >= due), None)
+
+    def received(record: ConsumerRecord[bytes, bytes]) -> float | None:
+        return receipts.get((record.topic, record.partition, record.offset))
+
+    candles = {((r.key or b"").decode(), decode(Candle, r.value).ts): r.timestamp
+               for r in asyncio.run(read_back(settings, candle_topic("1m")))}
     steps: dict[tuple[str, str, int], int] = {}
+    decisions: list[float] = []
     for topic, record_type in ((SIGNALS, Signal), (ORDERS, Order)):
-        for ts, _key, value in asyncio.run(read_back(settings, topic)):
-            step = decode(record_type, value)
-            steps[(topic, step.configuration_id, step.bar_ts)] = ts
-    out = []
-    for ts, key, value in asyncio.run(read_back(settings, FILLS)):
-        fill = decode(Fill, value)
+        for record in asyncio.run(read_back(settings, topic)):
+            step = decode(record_type, record.value)
+            steps[(topic, step.configuration_id, step.bar_ts)] = record.timestamp
+            if topic == SIGNALS and step.bar_ts >= since_ms:
+                trigger, seen = closed_by((record.key or b"").decode(), step.bar_ts), received(record)
+                if trigger is not None and seen is not None:
+                    decisions.append(seen - trigger)
+    fills = []
+    for record in asyncio.run(read_back(settings, FILLS)):
+        fill = decode(Fill, record.value)
         if fill.ts < since_ms:
             continue
-        instrument = (key or b"").decode()
-        due = fill.ts + MINUTE_MS + grace  # the fill worked this bar: its candle closed with the first later tick
-        trigger = next((sent for newest, sent in closers[instrument] if newest >= due), None)
+        instrument = (record.key or b"").decode()
+        trigger = closed_by(instrument, fill.ts)  # the fill worked this bar
         candle = candles.get((instrument, fill.ts))
         signal = steps.get((SIGNALS, fill.configuration_id, fill.ts))
         order = steps.get((ORDERS, fill.configuration_id, fill.ts))
-        if trigger is None or candle is None or signal is None or order is None:
+        seen = received(record)
+        if trigger is None or candle is None or signal is None or order is None or seen is None:
             continue
-        out.append((float(ts - trigger), float(candle - trigger), float(signal - candle), float(order - signal),
-                    float(ts - order)))
-    return out
+        fills.append((seen - trigger, float(candle - trigger), float(signal - candle), float(order - signal),
+                      float(record.timestamp - order)))
+    return fills, decisions
 
 
 def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int, split: bool) -> None:
@@ -254,9 +320,8 @@ def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int
             follow_start = last - last % MINUTE_MS + 2 * MINUTE_MS
             more = list(generate_ticks(names, follow_start, follow_minutes, seed=2, ticks_per_minute=TICKS_PER_MINUTE,
                                        exchange=exchange, batch_ms=1_000, max_batch=100))
-            asyncio.run(paced_feed(settings, more, rate))
-            time.sleep(5)
-            waits = latencies(settings, follow_start)
+            receipts = asyncio.run(watched_feed(settings, more, rate))
+            waits, decisions = latencies(settings, follow_start, receipts)
             worker.stop()
         report_rates("paper pipeline", produced, consumed, Rate(seconds, len(payloads), total), start_up)
         if len(waits) >= 2:
@@ -269,6 +334,10 @@ def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int
                 times = [wait[index] for wait in waits]
                 print(f"  {hop:<14}: p50 {statistics.median(times):6.1f} ms, "
                       f"p99 {statistics.quantiles(times, n=100)[98]:6.1f} ms")
+            if len(decisions) >= 2:
+                print(f"tick-to-signal (every configuration, every closed bar): p50 "
+                      f"{statistics.median(decisions):.1f} ms, p99 {statistics.quantiles(decisions, n=100)[98]:.1f} ms "
+                      f"over {len(decisions)} signals")
             raw = statistics.quantiles(hop_reference, n=100)
             print(f"raw aiokafka hop (reference, {len(hop_reference)} messages): p50 "
                   f"{statistics.median(hop_reference):.1f} ms, p99 {raw[98]:.1f} ms; tick-to-fill p99 / "
