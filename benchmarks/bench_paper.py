@@ -163,8 +163,10 @@ async def watched_feed(settings: Settings, batches: list[TickBatch], rate: float
     """`paced_feed` while `watch` notes when fills and signals reach a consumer; waits 5 s for the last ones."""
     ready, done, receipts = asyncio.Event(), asyncio.Event(), {}
     watcher = asyncio.ensure_future(watch(settings, (FILLS, SIGNALS), ready, done, receipts))
-    await asyncio.wait([watcher, asyncio.ensure_future(ready.wait())], return_when=asyncio.FIRST_COMPLETED)
+    readiness = asyncio.ensure_future(ready.wait())
+    await asyncio.wait([watcher, readiness], return_when=asyncio.FIRST_COMPLETED)
     if watcher.done():
+        readiness.cancel()
         await watcher  # it failed before it was ready: raise why
     await paced_feed(settings, batches, rate)
     await asyncio.sleep(5)
