@@ -16,6 +16,10 @@ _FLOAT = "$float"
 _DEQUE = "$deque"
 _OBJECT = "$object"
 _DICT = "$dict"
+_SCALARS = frozenset((float, int, str, bool, type(None)))
+"""Types a JSON state holds as they are: restored without a call per value."""
+_PLAIN = frozenset((int, str, bool, type(None)))
+"""Types dumped as they are (floats too when finite)."""
 
 
 class StateError(ValueError):
@@ -32,43 +36,64 @@ class Stateful:
         Stateful._types[cls.__qualname__] = cls
 
     def to_state(self) -> dict[str, Any]:
-        return {name: dump_value(value) for name, value in vars(self).items()}
+        isfinite = math.isfinite
+        return {name: value if type(value) in _PLAIN or (type(value) is float and isfinite(value))
+                else dump_value(value) for name, value in vars(self).items()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
         obj = cls.__new__(cls)
-        for name, value in state.items():
-            object.__setattr__(obj, name, load_value(value))  # frozen dataclasses are Stateful too
+        for name, value in state.items():  # frozen dataclasses are Stateful too
+            object.__setattr__(obj, name, value if type(value) in _SCALARS else load_value(value))
         return obj
 
 
 def dump_value(value: Any) -> Any:
-    """JSON-able form of one attribute value."""
+    """JSON-able form of one attribute value.
+
+    Exact scalar types go first and lists of finite floats (an indicator's window) are copied without a call per
+    item: an agent dumps every strategy and simulator it steps on every bar."""
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else {_FLOAT: repr(float(value))}
+    if kind is int or kind is str or kind is bool or value is None:
+        return value
+    if kind is deque:
+        return {_DEQUE: _dump_items(value), "maxlen": value.maxlen}
+    if kind is list or kind is tuple:
+        return _dump_items(value)
+    if kind is dict:
+        return {_DICT: [[dump_value(k), dump_value(v)] for k, v in value.items()]}
     if isinstance(value, Stateful):
         return {_OBJECT: type(value).__qualname__, "state": value.to_state()}
     if isinstance(value, float) and not math.isfinite(value):
-        return {_FLOAT: repr(value)}
+        return {_FLOAT: repr(float(value))}
     if isinstance(value, deque):
-        return {_DEQUE: [dump_value(v) for v in value], "maxlen": value.maxlen}
+        return {_DEQUE: _dump_items(value), "maxlen": value.maxlen}
     if isinstance(value, list | tuple):
-        return [dump_value(v) for v in value]
+        return _dump_items(value)
     if isinstance(value, dict):
         return {_DICT: [[dump_value(k), dump_value(v)] for k, v in value.items()]}
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, bool | int | float | str):
         return value
     raise StateError(f"cannot dump a {type(value).__name__} into a state")
+
+
+def _dump_items(values: Any) -> list[Any]:
+    isfinite = math.isfinite
+    return [v if type(v) is float and isfinite(v) else dump_value(v) for v in values]
 
 
 def load_value(value: Any) -> Any:
     """Inverse of `dump_value`."""
     if isinstance(value, list):
-        return [load_value(v) for v in value]
+        return _load_items(value)
     if not isinstance(value, dict):
         return value
     if _FLOAT in value:
         return float(value[_FLOAT])
     if _DEQUE in value:
-        return deque((load_value(v) for v in value[_DEQUE]), maxlen=value["maxlen"])
+        return deque(_load_items(value[_DEQUE]), maxlen=value["maxlen"])
     if _DICT in value:
         return {load_value(k): load_value(v) for k, v in value[_DICT]}
     if _OBJECT in value:
@@ -77,3 +102,7 @@ def load_value(value: Any) -> Any:
             raise StateError(f"unknown state type {value[_OBJECT]!r}")
         return kind.from_state(value["state"])
     raise StateError(f"unexpected state layout {sorted(value)!r}")
+
+
+def _load_items(values: list[Any]) -> list[Any]:
+    return [v if type(v) in _SCALARS else load_value(v) for v in values]
