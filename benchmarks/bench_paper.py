@@ -237,14 +237,15 @@ async def raw_hop_latency(settings: Settings, messages: int = 1_000, rate: float
     return [(received_at[index] - sent_at[index]) * 1000 for index in received_at]
 
 
-HOPS = ("ticks→candle", "candle→signal", "signal→order", "order→fill")
+HOPS = ("ticks→candle", "candle→signal", "signal→order", "order→fill", "fill→consumer")
 BROKER_PASSES = 1
 
 
 def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[list[tuple[float, ...]], list[float]]:
     """For bars that opened at or after `since_ms` (event time), from the moment the feed sent the tick message
     that closed the bar (its timestamp) to the moment the bench's consumer received the result (`receipts`): per
-    fill, its tick-to-fill milliseconds, then the milliseconds of each hop (`HOPS`, from the records' timestamps);
+    fill, its tick-to-fill milliseconds, then the milliseconds of each hop (`HOPS`: between the records' timestamps,
+    the last one from the fill's timestamp to its receipt);
     and per signal (every configuration's decision on every closed bar, with or without intents), its tick-to-signal
     milliseconds. Fills come only where a strategy trades, a few per bar close at most; signals come from every
     configuration at every bar, so their tail rests on many more closes."""
@@ -288,7 +289,7 @@ def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[li
         if trigger is None or candle is None or signal is None or order is None or seen is None:
             continue
         fills.append((seen - trigger, float(candle - trigger), float(signal - candle), float(order - signal),
-                      float(record.timestamp - order)))
+                      float(record.timestamp - order), seen - record.timestamp))
     return fills, decisions
 
 
