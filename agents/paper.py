@@ -127,29 +127,6 @@ def intent_of(values: dict[str, Any]) -> Intent:
                   values.get("reason", ""))
 
 
-# ---------------------------------------------------------------------------------------------- live objects
-
-
-class LiveObjects:
-    """The strategies and simulators the last steps left, each by the state dict it was dumped to.
-
-    Restoring an object from its JSON state costs more than the bar it then steps. An agent's table holds the very
-    dict a step returned, so the next step of that configuration usually starts from it, and then takes the object
-    instead of restoring it. Any other state (recovered from a changelog, or an older one after a failed batch)
-    is restored as before. Taking removes the object, so one that a failed step may have changed is never reused.
-    """
-
-    def __init__(self) -> None:
-        self._objects: dict[tuple[str, str], tuple[dict[str, Any], Any]] = {}
-
-    def take(self, kind: str, config_id: str, state: dict[str, Any]) -> Any | None:
-        kept = self._objects.pop((kind, config_id), None)
-        return kept[1] if kept is not None and kept[0] is state else None
-
-    def keep(self, kind: str, config_id: str, state: dict[str, Any], obj: Any) -> None:
-        self._objects[(kind, config_id)] = (state, obj)
-
-
 # ---------------------------------------------------------------------------------------------- the strategy
 
 
@@ -201,8 +178,7 @@ def has_applied(config: TradingConfig, state: dict[str, Any] | None, ts: int) ->
     return state["last_bar"] is not None and ts <= state["last_bar"]
 
 
-def step_signal(config: TradingConfig, state: dict[str, Any] | None, candle: Candle, *, flat: bool,
-                live: LiveObjects | None = None) -> StrategyStep:
+def step_signal(config: TradingConfig, state: dict[str, Any] | None, candle: Candle, *, flat: bool) -> StrategyStep:
     """One closed candle of the configuration's instrument and timeframe (the caller filters).
 
     Active: the strategy decides. Deactivated: no new entries; with on_deactivate=close the first bar after
@@ -216,7 +192,7 @@ def step_signal(config: TradingConfig, state: dict[str, Any] | None, candle: Can
         state = fresh_strategy_state(config, [])
     if state["last_bar"] is not None and bar.ts <= state["last_bar"]:
         return StrategyStep(None, state)  # redelivered: already applied
-    previous, state = state, {**state, "last_bar": bar.ts}
+    state = {**state, "last_bar": bar.ts}
     if not config.active:
         if flat and state["phase"] != "running":
             return StrategyStep(_signal(config, bar, [], "stopped"), None)
@@ -225,12 +201,8 @@ def step_signal(config: TradingConfig, state: dict[str, Any] | None, candle: Can
         return StrategyStep(_signal(config, bar, intents, "stopping"), {**state, "phase": "stopping"})
     if state["error"] is not None:
         return StrategyStep(None, state)
-    kept = live.take("strategy", config.configuration_id, previous) if live is not None else None
-    if kept is not None:
-        strategy, higher = kept
-    else:
-        strategy = strategy_class(config.strategy).from_state(state["strategy"])
-        higher = HigherTimeframes.from_state(state["higher"]) if state["higher"] is not None else None
+    strategy = strategy_class(config.strategy).from_state(state["strategy"])
+    higher = HigherTimeframes.from_state(state["higher"]) if state["higher"] is not None else None
     try:
         intents = _advance(strategy, higher, bar)
     except Exception:  # a strategy bug puts only its own configuration in error
@@ -240,8 +212,6 @@ def step_signal(config: TradingConfig, state: dict[str, Any] | None, candle: Can
         return StrategyStep(None, {**state, "error": error}, error)
     state = {**state, "phase": "running", "strategy": strategy.to_state(),
              "higher": higher.to_state() if higher is not None else None}
-    if live is not None:
-        live.keep("strategy", config.configuration_id, state, (strategy, higher))
     return StrategyStep(_signal(config, bar, intents, "running"), state)
 
 
@@ -306,15 +276,13 @@ def new_simulator(config: TradingConfig) -> ExecutionSimulator:
                               config.configuration_id)
 
 
-def step_fills(config: TradingConfig, state: dict[str, Any] | None, batch: Order,
-               live: LiveObjects | None = None) -> FillStep:
+def step_fills(config: TradingConfig, state: dict[str, Any] | None, batch: Order) -> FillStep:
     """Work the batch's bar against the configuration's sub-account, then place its orders."""
     if state is None:
         state = {"simulator": new_simulator(config).to_state(), "last_bar": None, "realized": 0.0}
     if state["last_bar"] is not None and batch.bar_ts <= state["last_bar"]:
         return FillStep(state=state)  # redelivered: already applied
-    kept = live.take("simulator", config.configuration_id, state) if live is not None else None
-    simulator = kept if kept is not None else ExecutionSimulator.from_state(state["simulator"])
+    simulator = ExecutionSimulator.from_state(state["simulator"])
     bar = bar_of(batch)
     events = simulator.process_bar(bar)
     intents = [intent_of(order) for order in batch.orders]
@@ -332,10 +300,8 @@ def step_fills(config: TradingConfig, state: dict[str, Any] | None, batch: Order
                     exit_order_id=t.exit_order_id, **common)
               for t in events.trades]
     snapshot = config_snapshot(config, simulator, bar, realized, batch.ts)
-    state = {"simulator": simulator.to_state(), "last_bar": batch.bar_ts, "realized": realized}
-    if live is not None:
-        live.keep("simulator", config.configuration_id, state, simulator)
-    return FillStep(fills, trades, snapshot, state)
+    return FillStep(fills, trades, snapshot,
+                    {"simulator": simulator.to_state(), "last_bar": batch.bar_ts, "realized": realized})
 
 
 def config_snapshot(config: TradingConfig, simulator: ExecutionSimulator, bar: Bar, realized: float,
@@ -379,8 +345,7 @@ class BarStep:
 
 
 def step_bar(config: TradingConfig, strategy_state: dict[str, Any] | None, simulator_state: dict[str, Any] | None,
-             candle: Candle, limits: RiskLimits, account: AccountView | None, halted: str | None,
-             live: LiveObjects | None = None) -> BarStep:
+             candle: Candle, limits: RiskLimits, account: AccountView | None, halted: str | None) -> BarStep:
     """The strategy decides on the candle, risk turns its intents into orders sized from the sub-account's cash,
     and the simulator works the bar, then places those orders: the bar order of a backtest.
 
@@ -388,11 +353,11 @@ def step_bar(config: TradingConfig, strategy_state: dict[str, Any] | None, simul
     view that lags it, so the result depends only on the inputs (the account-wide `account` view aside)."""
     simulator = simulator_state["simulator"] if simulator_state is not None else None
     flat = simulator is None or simulator["position"] is None
-    strategy = step_signal(config, strategy_state, candle, flat=flat, live=live)
+    strategy = step_signal(config, strategy_state, candle, flat=flat)
     if strategy.signal is None:
         return BarStep(None, None, FillStep(state=simulator_state), strategy.state, strategy.error)
     order = step_orders(strategy.signal, config, limits, account, simulator["cash"] if simulator else None, halted)
-    return BarStep(strategy.signal, order, step_fills(config, simulator_state, order, live), strategy.state,
+    return BarStep(strategy.signal, order, step_fills(config, simulator_state, order), strategy.state,
                    strategy.error)
 
 

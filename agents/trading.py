@@ -41,7 +41,6 @@ from agents.market import TickStep, market_step
 from agents.output import Output, OutputProducer, States, confirm_batch, output_producer
 from agents.paper import (
     ConfigError,
-    LiveObjects,
     TradingConfig,
     account_snapshot,
     account_view,
@@ -200,7 +199,6 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
     limits = RiskLimits(paper.max_open_positions, paper.max_positions_per_symbol, paper.max_exposure,
                         paper.daily_loss_limit)
     control = Control()
-    live = LiveObjects()
     topic = {name: app.topic(topic_name(prefix, name)) for name in (SIGNALS, ORDERS, PORTFOLIO, DLQ)}
     outputs_to = {stage: output_producer(app, settings) for stage in STAGES}
     ticks_topic, grace_ms = topic_name(prefix, TICKS), settings.worker.late_tick_grace_ms
@@ -261,7 +259,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
             snapshot = control.account_snapshots.get(config.account_id)
             day = control.day_start.get(config.account_id)
             step = step_bar(config, current, sub_accounts.get(config_id), candle, limits,
-                            account_view(snapshot, day[1] if day else None), control.halt_reason(config), live)
+                            account_view(snapshot, day[1] if day else None), control.halt_reason(config))
             if step.strategy_state is None:
                 strategy_states.pop(config_id, None)
                 control.status_updates.append((config_id, "stopped", ""))

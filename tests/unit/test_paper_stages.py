@@ -12,7 +12,6 @@ import pytest
 from agents.execution.risk import RiskLimits
 from agents.paper import (
     ConfigError,
-    LiveObjects,
     TradingConfig,
     account_snapshot,
     has_applied,
@@ -95,52 +94,6 @@ def test_a_redelivered_candle_changes_nothing() -> None:
     once = paper_session(config, candles)
     twice = paper_session(config, [c for c in candles for _ in (0, 1)])
     assert once == twice and once
-
-
-def bar_outputs(step: Any) -> list[Any]:
-    return [step.signal, step.order, step.fills.fills, step.fills.trades, step.fills.snapshot, step.strategy_state,
-            step.fills.state]
-
-
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
-def test_live_objects_step_exactly_like_restored_states(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Kept objects are taken only for the very state they were dumped to: a batch whose result was dropped (a
-    failed publish) and a state recovered from a changelog are restored, and every record stays the same."""
-    cls = STRATEGIES[name]
-    params = sample_params(cls, 1, seed=9)[0]
-    config = trading_config(change(strategy=name, params=params, execution={"fee_rate": 0.001, "slippage_bps": 2.0,
-                                                                             "allow_short": True}))
-    restores = 0
-    restore = cls.from_state.__func__  # type: ignore[attr-defined]
-
-    def counted(kind: type, state: dict[str, Any]) -> Any:
-        nonlocal restores
-        restores += 1
-        return restore(kind, state)
-
-    candles = candles_of(random_series(400, 17))
-    expected: list[list[Any]] = []
-    plain: tuple[Any, Any] = (None, None)
-    for candle in candles:
-        step = step_bar(config, *plain, candle, LIMITS, None, None)
-        expected.append(bar_outputs(step))
-        plain = (step.strategy_state, step.fills.state)
-    monkeypatch.setattr(cls, "from_state", classmethod(counted))
-    live = LiveObjects()
-    kept: tuple[Any, Any] = (None, None)
-    interrupted = 0
-    for index, candle in enumerate(candles):
-        failed, restarted = index % 7 == 3, index % 11 == 5
-        if failed:  # a batch whose result was dropped: the next step starts from the old state again
-            step_bar(config, *kept, candle, LIMITS, None, None, live)
-        if restarted:  # a restarted worker: the states come back from the changelog
-            kept = (through_table(kept[0]), through_table(kept[1]))
-        interrupted += failed or restarted
-        step = step_bar(config, *kept, candle, LIMITS, None, None, live)
-        assert bar_outputs(step) == expected[index]
-        kept = (step.strategy_state, step.fills.state)
-    assert restores == 1 + interrupted < len(candles) // 4
-    assert any(outputs[3] for outputs in expected)  # the series trades
 
 
 def test_has_applied_is_true_exactly_when_the_strategy_step_would_change_nothing() -> None:
