@@ -17,11 +17,11 @@ stages and a `sinks` worker the store's writers; with `--roles one`, one worker 
    few seconds) at `--rate` ticks/s and measures, for each fill, the time from the moment the feed sent the tick
    message that closed the bar it was filled on (its candle is what the fill stage worked) to the moment a
    consumer of exec.fills received the fill, and each hop on the way (between the records' timestamps, the last
-   one from the fill's to its receipt); the same for
-   every configuration's signal on every closed bar, which rests on many more bar closes than the fills do;
-   beside one raw aiokafka hop (send to receipt, acks=all) measured in the same run, the floor under each pass
-   through the broker. The path passes through it once: `trade_paper` builds the candle from the tick message and
-   publishes it, the signal, the order and the fill in the same batch.
+   one from the fill's to its receipt); the same for every configuration's signal on every closed bar, which
+   rests on many more bar closes than the fills do; beside one raw aiokafka hop (send to receipt, acks=all)
+   measured in the same run, the floor under each pass through the broker. The path passes through it once:
+   `trade_paper` builds the candle from the tick message and publishes it, the signal, the order and the fill in
+   the same batch.
 """
 
 from __future__ import annotations
