@@ -51,19 +51,11 @@ class Stateful:
 def dump_value(value: Any) -> Any:
     """JSON-able form of one attribute value.
 
-    Exact scalar types go first and lists of finite floats (an indicator's window) are copied without a call per
-    item: an agent dumps every strategy and simulator it steps on every bar."""
-    kind = type(value)
-    if kind is float:
-        return value if math.isfinite(value) else {_FLOAT: repr(float(value))}
-    if kind is int or kind is str or kind is bool or value is None:
+    Exact scalar types go first, and the items of a list or deque (an indicator's window) and an object's
+    attributes are checked for them inline, without a call per value: an agent dumps every strategy and simulator
+    it steps on every bar."""
+    if type(value) in _PLAIN or (type(value) is float and math.isfinite(value)):
         return value
-    if kind is deque:
-        return {_DEQUE: _dump_items(value), "maxlen": value.maxlen}
-    if kind is list or kind is tuple:
-        return _dump_items(value)
-    if kind is dict:
-        return {_DICT: [[dump_value(k), dump_value(v)] for k, v in value.items()]}
     if isinstance(value, Stateful):
         return {_OBJECT: type(value).__qualname__, "state": value.to_state()}
     if isinstance(value, float) and not math.isfinite(value):
@@ -81,7 +73,7 @@ def dump_value(value: Any) -> Any:
 
 def _dump_items(values: Any) -> list[Any]:
     isfinite = math.isfinite
-    return [v if type(v) is float and isfinite(v) else dump_value(v) for v in values]
+    return [v if type(v) in _PLAIN or (type(v) is float and isfinite(v)) else dump_value(v) for v in values]
 
 
 def load_value(value: Any) -> Any:

@@ -5,7 +5,7 @@ measured alone over the same states.
 
 No broker or database is needed.
 
-    python -m benchmarks.bench_bar_step [--bars 5000] [--repeat 3]
+    python -m benchmarks.bench_bar_step [--bars 5000] [--repeat 5]
 """
 
 from __future__ import annotations

@@ -246,10 +246,10 @@ def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[li
     """For bars that opened at or after `since_ms` (event time), from the moment the feed sent the tick message
     that closed the bar (its timestamp) to the moment the bench's consumer received the result (`receipts`): per
     fill, its tick-to-fill milliseconds, then the milliseconds of each hop (`HOPS`: between the records' timestamps,
-    the last one from the fill's timestamp to its receipt);
-    and per signal (every configuration's decision on every closed bar, with or without intents), its tick-to-signal
-    milliseconds. Fills come only where a strategy trades, a few per bar close at most; signals come from every
-    configuration at every bar, so their tail rests on many more closes."""
+    the last one from the fill's timestamp to its receipt); and per signal (every configuration's decision on every
+    closed bar, with or without intents), its tick-to-signal milliseconds. Fills come only where a strategy trades,
+    a few per bar close at most; signals come from every configuration at every bar, so their tail rests on many
+    more closes."""
     grace = settings.worker.late_tick_grace_ms
     closers: dict[str, list[tuple[int, int]]] = defaultdict(list)  # instrument -> (newest tick time, sent at)
     for record in asyncio.run(read_back(settings, TICKS)):
