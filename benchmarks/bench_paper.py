@@ -12,7 +12,8 @@ With `--roles split` (the default, as `tradepulse run` and the compose file depl
 stages and a `sinks` worker the store's writers; with `--roles one`, one worker runs both.
 
 1. Throughput: publishes the ticks at once, then times the trading worker from "Worker ready" until every
-   configuration's portfolio snapshot of every closed 1m bar is stored (each bar passes every stage and the sinks).
+   configuration's portfolio snapshot of every closed 1m bar, and the account's of every bar time, are stored
+   (each bar passes every stage and the sinks).
 2. Latency: feeds `--follow-minutes` more minutes of ticks (as dense as the first phase's, so a bar closes every
    few seconds) at `--rate` ticks/s and measures, for each fill, the time from the moment the feed sent the tick
    message that closed the bar it was filled on (its candle is what the fill stage worked) to the moment a
@@ -20,8 +21,9 @@ stages and a `sinks` worker the store's writers; with `--roles one`, one worker 
    one from the fill's to its receipt); the same for every configuration's signal on every closed bar, which
    rests on many more bar closes than the fills do; beside one raw aiokafka hop (send to receipt, acks=all)
    measured in the same run, the floor under each pass through the broker. The path passes through it once:
-   `trade_paper` builds the candle from the tick message and publishes it, the signal, the order and the fill in
-   the same batch.
+   `trade_paper` builds the candle from the tick message and publishes it and the fill in the same batch, the
+   fill before the strategies of the batch decide (it fills an order placed at the previous close), their
+   signals and orders after.
 """
 
 from __future__ import annotations
@@ -52,9 +54,10 @@ from benchmarks.bench_pipeline import (
     time_worker,
 )
 from streams.admin import ensure_topics
+from streams.app import freeze_survivors
 from streams.codecs import decode, encode
-from streams.records import Candle, Fill, Order, Signal, TickBatch, instrument_key
-from streams.topics import FILLS, ORDERS, SIGNALS, TICKS, candle_topic, topic_name
+from streams.records import Candle, Fill, Signal, TickBatch, instrument_key
+from streams.topics import FILLS, SIGNALS, TICKS, candle_topic, topic_name
 from tests.pipeline_helpers import trading_workers
 from tradepulse import control
 from tradepulse.marketdata.synth import generate_ticks
@@ -100,11 +103,18 @@ def closed_minutes(batches: list[TickBatch], grace_ms: int) -> dict[str, int]:
     return counts
 
 
-def snapshots(settings: Settings, run_id: str) -> int:
+def snapshots(settings: Settings, run_id: str) -> tuple[int, int]:
+    """The stored snapshots of the run's configurations, and of its account (one per bar time)."""
     with psycopg.connect(settings.database.url) as conn:
-        row = conn.execute("SELECT count(*) FROM portfolio_history WHERE configuration_id LIKE %s",
-                           (f"bench-{run_id}-%",)).fetchone()
-    return int(row[0]) if row else 0
+        row = conn.execute("SELECT count(*) FILTER (WHERE configuration_id LIKE %s), "
+                           "count(*) FILTER (WHERE configuration_id IS NULL) FROM portfolio_history "
+                           "WHERE account_id = %s", (f"bench-{run_id}-%", f"paper-bench-{run_id}")).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def stored_all(settings: Settings, run_id: str, config_snapshots: int, account_snapshots: int) -> bool:
+    stored_configs, stored_account = snapshots(settings, run_id)
+    return stored_configs >= config_snapshots and stored_account >= account_snapshots
 
 
 async def paced_feed(settings: Settings, batches: list[TickBatch], rate: float) -> None:
@@ -238,7 +248,7 @@ async def raw_hop_latency(settings: Settings, messages: int = 1_000, rate: float
     return [(received_at[index] - sent_at[index]) * 1000 for index in received_at]
 
 
-HOPS = ("ticks→candle", "candle→signal", "signal→order", "order→fill", "fill→consumer")
+HOPS = ("ticks→candle", "candle→fill", "fill→consumer")
 BROKER_PASSES = 1
 
 
@@ -266,16 +276,13 @@ def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[li
 
     candles = {((r.key or b"").decode(), decode(Candle, r.value).ts): r.timestamp
                for r in asyncio.run(read_back(settings, candle_topic("1m")))}
-    steps: dict[tuple[str, str, int], int] = {}
     decisions: list[float] = []
-    for topic, record_type in ((SIGNALS, Signal), (ORDERS, Order)):
-        for record in asyncio.run(read_back(settings, topic)):
-            step = decode(record_type, record.value)
-            steps[(topic, step.configuration_id, step.bar_ts)] = record.timestamp
-            if topic == SIGNALS and step.bar_ts >= since_ms:
-                trigger, seen = closed_by((record.key or b"").decode(), step.bar_ts), received(record)
-                if trigger is not None and seen is not None:
-                    decisions.append(seen - trigger)
+    for record in asyncio.run(read_back(settings, SIGNALS)):
+        signal = decode(Signal, record.value)
+        if signal.bar_ts >= since_ms:
+            trigger, seen = closed_by((record.key or b"").decode(), signal.bar_ts), received(record)
+            if trigger is not None and seen is not None:
+                decisions.append(seen - trigger)
     fills = []
     for record in asyncio.run(read_back(settings, FILLS)):
         fill = decode(Fill, record.value)
@@ -284,13 +291,11 @@ def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[li
         instrument = (record.key or b"").decode()
         trigger = closed_by(instrument, fill.ts)  # the fill worked this bar
         candle = candles.get((instrument, fill.ts))
-        signal = steps.get((SIGNALS, fill.configuration_id, fill.ts))
-        order = steps.get((ORDERS, fill.configuration_id, fill.ts))
         seen = received(record)
-        if trigger is None or candle is None or signal is None or order is None or seen is None:
+        if trigger is None or candle is None or seen is None:
             continue
-        fills.append((seen - trigger, float(candle - trigger), float(signal - candle), float(order - signal),
-                      float(record.timestamp - order), seen - record.timestamp))
+        fills.append((seen - trigger, float(candle - trigger), float(record.timestamp - candle),
+                      seen - record.timestamp))
     return fills, decisions
 
 
@@ -312,18 +317,23 @@ def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int
     ensure_topics(settings)
     ids = create_configurations(settings, run_id, exchange, names, configs)
     expected = sum(minutes[names[k % len(names)]] for k in range(configs))
+    bar_times = max(minutes.values())
     print(f"{total:,} ticks of {len(names)} symbols in {len(batches):,} messages; {configs} configurations on 1m "
           f"bars → {expected:,} configuration-bars through signals, orders, fills and snapshots")
+    last = max(max(b.times) for b in batches)
+    follow_start = last - last % MINUTE_MS + 2 * MINUTE_MS
+    more = list(generate_ticks(names, follow_start, follow_minutes, seed=2, ticks_per_minute=TICKS_PER_MINUTE,
+                               exchange=exchange, batch_ms=1_000, max_batch=100))
+    # The ticks of both phases are a few hundred thousand objects: a full collection over them took 100-180 ms,
+    # and one that fell into the latency phase stalled the feed and the consumer that time the worker.
+    freeze_survivors()
     try:
         hop_reference = asyncio.run(raw_hop_latency(settings))
         produced = asyncio.run(raw_produce(settings, payloads, total))
         consumed = asyncio.run(raw_consume(settings, len(payloads), total))
         with TemporaryDirectory() as logs, trading_workers(settings, Path(logs), split) as worker:
-            seconds, start_up = time_worker(worker, lambda: snapshots(settings, run_id) >= expected, poll_s=0.2)
-            last = max(max(b.times) for b in batches)
-            follow_start = last - last % MINUTE_MS + 2 * MINUTE_MS
-            more = list(generate_ticks(names, follow_start, follow_minutes, seed=2, ticks_per_minute=TICKS_PER_MINUTE,
-                                       exchange=exchange, batch_ms=1_000, max_batch=100))
+            seconds, start_up = time_worker(worker, lambda: stored_all(settings, run_id, expected, bar_times),
+                                            poll_s=0.2)
             receipts = asyncio.run(watched_feed(settings, more, rate))
             waits, decisions = latencies(settings, follow_start, receipts)
             worker.stop()
