@@ -26,6 +26,9 @@ from tradepulse.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+SENDER_TURNS = 3
+"""Turns of the event loop aiokafka's sender takes to put queued records on the wire: it wakes up, drains them into
+a produce task, and that task writes the request."""
 Output = tuple[str, str, Event]
 """`(documented topic, key, record)`."""
 
@@ -45,6 +48,15 @@ class OutputProducer:
             return []
         producer = self._producer or await self._start()
         return await producer.queue(outputs)
+
+    async def publish_now(self, outputs: Sequence[Output]) -> list[asyncio.Future[Any]]:
+        """`publish`, then give the producer the event loop until its request is on the wire: the caller has more
+        work before its next await, and the records should not wait for it."""
+        published = await self.publish(outputs)
+        if published:
+            for _ in range(SENDER_TURNS):
+                await asyncio.sleep(0)
+        return published
 
     async def write_changelog(self, table: faust.Table, partition: int, key: str, state: Any) -> asyncio.Future[Any]:
         """Queue `table`'s changelog record of `key` for `partition`; the future resolves once the broker has it."""

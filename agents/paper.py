@@ -1,9 +1,10 @@
 """The paper-trading stages as plain functions over records and JSON state (see docs/paper-trading.md).
 
 The Faust agents in `agents.trading` only move records between topics and tables; everything they decide is
-decided here (`step_bar` chains the strategy, risk and simulator stages on one candle), with the same strategy,
-higher-timeframe, sizing and simulator code backtests use, so it can be tested without a broker. Every function is
-deterministic: the same inputs give the same records with the same ids.
+decided here (`step_bar` chains the simulator, strategy and risk stages on one candle, in two halves the agent
+calls apart: `start_bar` and `finish_bar`), with the same strategy, higher-timeframe, sizing and simulator code
+backtests use, so it can be tested without a broker. Every function is deterministic: the same inputs give the
+same records with the same ids.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from agents.bars import Bar, HigherTimeframes
 from agents.execution.risk import AccountView, OpenPosition, RiskConfig, RiskLimits, entry_refusal, position_size
-from agents.execution.simulator import ExecutionConfig, ExecutionSimulator
+from agents.execution.simulator import Events, ExecutionConfig, ExecutionSimulator
 from agents.strategies import strategy_class
 from agents.strategies.base import Intent, ParamError, Strategy, exit_
 from streams.keys import TIMEFRAMES, instrument_key, stable_id
@@ -276,32 +277,59 @@ def new_simulator(config: TradingConfig) -> ExecutionSimulator:
                               config.configuration_id)
 
 
-def step_fills(config: TradingConfig, state: dict[str, Any] | None, batch: Order) -> FillStep:
-    """Work the batch's bar against the configuration's sub-account, then place its orders."""
+@dataclass
+class WorkedBar:
+    """A sub-account that has worked a bar (`work_bar`) and has yet to place that bar's orders (`place_orders`)."""
+
+    simulator: ExecutionSimulator | None
+    """None: the sub-account had applied this bar already (a redelivery)."""
+    bar: Bar
+    realized_before: float
+    fills: list[Fill] = field(default_factory=list)
+    trades: list[Trade] = field(default_factory=list)
+
+
+def work_bar(config: TradingConfig, state: dict[str, Any] | None, bar: Bar) -> WorkedBar:
+    """The orders placed at the previous close, then the bracket, against this bar: fills and closed trades that
+    no decision on this bar can change, so they can be published before the strategy runs."""
     if state is None:
         state = {"simulator": new_simulator(config).to_state(), "last_bar": None, "realized": 0.0}
-    if state["last_bar"] is not None and batch.bar_ts <= state["last_bar"]:
-        return FillStep(state=state)  # redelivered: already applied
+    if state["last_bar"] is not None and bar.ts <= state["last_bar"]:
+        return WorkedBar(None, bar, state["realized"])
     simulator = ExecutionSimulator.from_state(state["simulator"])
-    bar = bar_of(batch)
-    events = simulator.process_bar(bar)
-    intents = [intent_of(order) for order in batch.orders]
-    if intents:
-        events.extend(simulator.submit(intents, bar, [order["order_id"] for order in batch.orders]))
-    realized = state["realized"] + sum(t.pnl for t in events.trades)
+    worked = WorkedBar(simulator, bar, state["realized"])
+    _record_events(config, worked, simulator.process_bar(bar))
+    return worked
+
+
+def place_orders(config: TradingConfig, state: dict[str, Any] | None, worked: WorkedBar, batch: Order | None,
+                 ts: int) -> FillStep:
+    """Place the bar's orders (`batch`, None when the strategy decided nothing) in the worked sub-account and
+    snapshot it at `ts`; the FillStep holds what placing filled at once (close mode) and the new state."""
+    simulator = worked.simulator
+    if simulator is None:
+        return FillStep(state=state)
+    placed = WorkedBar(simulator, worked.bar, worked.realized_before)
+    if batch is not None and batch.orders:
+        intents = [intent_of(order) for order in batch.orders]
+        _record_events(config, placed, simulator.submit(intents, worked.bar, [o["order_id"] for o in batch.orders]))
+    realized = worked.realized_before + sum(t.pnl for t in (*worked.trades, *placed.trades))
+    return FillStep(placed.fills, placed.trades, config_snapshot(config, simulator, worked.bar, realized, ts),
+                    {"simulator": simulator.to_state(), "last_bar": worked.bar.ts, "realized": realized})
+
+
+def _record_events(config: TradingConfig, worked: WorkedBar, events: Events) -> None:
     common = {"configuration_id": config.configuration_id, "account_id": config.account_id,
               "exchange": config.exchange, "symbol": config.symbol}
-    fills = [Fill(event_id=f.fill_id, ts=f.ts, schema_version=SCHEMA_VERSION, order_id=f.order_id, side=f.side,
-                  quantity=f.quantity, price=f.price, fee=f.fee, liquidity=f.liquidity, reason=f.reason, **common)
-             for f in events.fills]
-    trades = [Trade(event_id=t.trade_id, ts=t.exit_ts, schema_version=SCHEMA_VERSION, side=t.side,
-                    quantity=t.quantity, entry_ts=t.entry_ts, entry_price=t.entry_price, exit_price=t.exit_price,
-                    pnl=t.pnl, fees=t.fees, exit_reason=t.exit_reason, entry_order_id=t.entry_order_id,
-                    exit_order_id=t.exit_order_id, **common)
-              for t in events.trades]
-    snapshot = config_snapshot(config, simulator, bar, realized, batch.ts)
-    return FillStep(fills, trades, snapshot,
-                    {"simulator": simulator.to_state(), "last_bar": batch.bar_ts, "realized": realized})
+    worked.fills += [Fill(event_id=f.fill_id, ts=f.ts, schema_version=SCHEMA_VERSION, order_id=f.order_id,
+                          side=f.side, quantity=f.quantity, price=f.price, fee=f.fee, liquidity=f.liquidity,
+                          reason=f.reason, **common)
+                     for f in events.fills]
+    worked.trades += [Trade(event_id=t.trade_id, ts=t.exit_ts, schema_version=SCHEMA_VERSION, side=t.side,
+                            quantity=t.quantity, entry_ts=t.entry_ts, entry_price=t.entry_price,
+                            exit_price=t.exit_price, pnl=t.pnl, fees=t.fees, exit_reason=t.exit_reason,
+                            entry_order_id=t.entry_order_id, exit_order_id=t.exit_order_id, **common)
+                      for t in events.trades]
 
 
 def config_snapshot(config: TradingConfig, simulator: ExecutionSimulator, bar: Bar, realized: float,
@@ -344,21 +372,55 @@ class BarStep:
     error: str | None = None
 
 
-def step_bar(config: TradingConfig, strategy_state: dict[str, Any] | None, simulator_state: dict[str, Any] | None,
-             candle: Candle, limits: RiskLimits, account: AccountView | None, halted: str | None) -> BarStep:
-    """The strategy decides on the candle, risk turns its intents into orders sized from the sub-account's cash,
-    and the simulator works the bar, then places those orders: the bar order of a backtest.
+def takes_bar(config: TradingConfig, strategy_state: dict[str, Any] | None, ts: int) -> bool:
+    """Whether `step_signal` decides on a candle at `ts` (a signal, unless the strategy raises on it). Only then
+    does the configuration's sub-account work the bar."""
+    if strategy_state is None or strategy_state["fingerprint"] != config.fingerprint:
+        return config.active
+    if strategy_state["last_bar"] is not None and ts <= strategy_state["last_bar"]:
+        return False
+    return not config.active or strategy_state["error"] is None
+
+
+def start_bar(config: TradingConfig, strategy_state: dict[str, Any] | None, simulator_state: dict[str, Any] | None,
+              candle: Candle) -> WorkedBar | None:
+    """The first half of `step_bar`: the sub-account works the bar (None when the strategy does not take it). Its
+    fills and trades depend on nothing the strategy decides on this bar, so they can go out before it runs."""
+    if not takes_bar(config, strategy_state, candle.ts):
+        return None
+    return work_bar(config, simulator_state, bar_of(candle))
+
+
+def finish_bar(config: TradingConfig, strategy_state: dict[str, Any] | None,
+               simulator_state: dict[str, Any] | None, worked: WorkedBar | None, candle: Candle, limits: RiskLimits,
+               account: AccountView | None, halted: str | None) -> BarStep:
+    """The second half of `step_bar`: the strategy decides on the candle, risk turns its intents into orders sized
+    from the sub-account's cash, and the worked sub-account places them. `fills` holds only what placing filled.
 
     Flatness and cash come from the sub-account's own state as it was before this bar, not from a portfolio
     view that lags it, so the result depends only on the inputs (the account-wide `account` view aside)."""
     simulator = simulator_state["simulator"] if simulator_state is not None else None
     flat = simulator is None or simulator["position"] is None
     strategy = step_signal(config, strategy_state, candle, flat=flat)
-    if strategy.signal is None:
+    if worked is None:
         return BarStep(None, None, FillStep(state=simulator_state), strategy.state, strategy.error)
-    order = step_orders(strategy.signal, config, limits, account, simulator["cash"] if simulator else None, halted)
-    return BarStep(strategy.signal, order, step_fills(config, simulator_state, order), strategy.state,
-                   strategy.error)
+    order = None if strategy.signal is None else step_orders(
+        strategy.signal, config, limits, account, simulator["cash"] if simulator else None, halted)
+    fills = place_orders(config, simulator_state, worked, order, candle.ts + TIMEFRAMES[config.timeframe])
+    return BarStep(strategy.signal, order, fills, strategy.state, strategy.error)
+
+
+def step_bar(config: TradingConfig, strategy_state: dict[str, Any] | None, simulator_state: dict[str, Any] | None,
+             candle: Candle, limits: RiskLimits, account: AccountView | None, halted: str | None) -> BarStep:
+    """One closed candle for one configuration, in the bar order of a backtest: the sub-account works the orders
+    placed at the previous close and its bracket against the bar, the strategy decides on the bar, and its orders
+    are placed for the next one. A strategy that raises places nothing; the bar it raised on is still worked."""
+    worked = start_bar(config, strategy_state, simulator_state, candle)
+    step = finish_bar(config, strategy_state, simulator_state, worked, candle, limits, account, halted)
+    if worked is not None:
+        step.fills = FillStep([*worked.fills, *step.fills.fills], [*worked.trades, *step.fills.trades],
+                              step.fills.snapshot, step.fills.state)
+    return step
 
 
 # ------------------------------------------------------------------------------------------- track_portfolio

@@ -2,11 +2,13 @@
 
 `trade_paper` reads `market.ticks` and the candle topics, in one agent per instrument partition. A tick message
 goes to its instrument's candle builder; the candles that closed are published to `market.candles.<tf>` and, in
-the same batch, each runs strategy, risk and simulator for the configurations of its instrument and timeframe, so
-the path from the tick that closes a bar to the fill passes through the broker once. A candle on the candle
-topics (an import, a backfill, a replay of candles, or this agent's own) is traded the same way unless the
-configurations have applied its bar already. Each stage's decisions (signals, orders, fills, trades, snapshots) go to
-their own topic; `track_portfolio` sums the configurations' snapshots per account.
+the same batch, each runs simulator, strategy and risk for the configurations of its instrument and timeframe, so
+the path from the tick that closes a bar to the fill passes through the broker once. The sub-accounts work every
+closed bar of the batch first (the orders placed at the previous close, the brackets), and those fills go to the
+broker before any strategy of the batch decides. A candle on the candle topics (an import, a backfill, a replay
+of candles, or this agent's own) is traded the same way unless the configurations have applied its bar already.
+Each stage's decisions (signals, orders, fills, trades, snapshots) go to their own topic; `track_portfolio`, which
+runs with the sinks, sums the configurations' snapshots per account.
 
 State is kept per key in Tables: per instrument its candle builder, and its configurations' strategy and
 simulator states in one record (so they change together); per account the aggregates. Outputs are confirmed by
@@ -42,13 +44,16 @@ from agents.output import Output, OutputProducer, States, confirm_batch, output_
 from agents.paper import (
     ConfigError,
     TradingConfig,
+    WorkedBar,
     account_snapshot,
     account_view,
     bar_of,
+    finish_bar,
     fresh_strategy_state,
     has_applied,
     is_flat,
-    step_bar,
+    place_orders,
+    start_bar,
     trading_config,
 )
 from agents.sinks import DatabaseWriter
@@ -63,8 +68,10 @@ from streams.records import (
     ConfigChange,
     DeadLetter,
     Event,
+    Fill,
     LogEvent,
     PortfolioSnapshot,
+    Trade,
 )
 from streams.topics import (
     COMMANDS,
@@ -89,7 +96,6 @@ R = TypeVar("R", bound=Event)
 STAGE_BATCH_MESSAGES = 500
 PROCESSING_ERROR = "processing_error"
 INVALID_CONFIG = "invalid_config"
-STAGES = ("trade_paper", "track_portfolio")
 
 
 @dataclass
@@ -152,6 +158,10 @@ def _raw(record: Any) -> SimpleNamespace:
 
 
 Step = Callable[[R, list[dict[str, Any]], Message], Awaitable[list[Output]]]
+Started = tuple[TradingConfig, dict[str, Any] | None, WorkedBar | None]
+"""A configuration of a closed candle, its strategy state before the candle and its sub-account's worked bar."""
+Close = tuple[str, Message, Candle]
+"""A closed candle to trade: its instrument key and the message it came from."""
 
 
 async def run_stage(messages: list[Message], record_type: type[R], tables: Sequence[faust.Table], step: Step[R],
@@ -199,8 +209,8 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
     limits = RiskLimits(paper.max_open_positions, paper.max_positions_per_symbol, paper.max_exposure,
                         paper.daily_loss_limit)
     control = Control()
-    topic = {name: app.topic(topic_name(prefix, name)) for name in (SIGNALS, ORDERS, PORTFOLIO, DLQ)}
-    outputs_to = {stage: output_producer(app, settings) for stage in STAGES}
+    dlq = app.topic(topic_name(prefix, DLQ))
+    outputs_to = output_producer(app, settings)
     ticks_topic, grace_ms = topic_name(prefix, TICKS), settings.worker.late_tick_grace_ms
     market = app.topic(ticks_topic, *(topic_name(prefix, candle_topic(tf)) for tf in TIMEFRAMES))
     # No key/value types: Faust then stores JSON and restores the plain dicts `CandleBuilder.from_state` takes.
@@ -209,7 +219,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
     trading = app.Table("paper-trading", partitions=settings.kafka.partitions,
                         help="Per instrument: each configuration's strategy and simulator (sub-account) states, in "
                              "one record so that they change together.")
-    accounts = app.Table("paper-accounts", partitions=1, help="Per account: its configurations' latest snapshots.")
+
     def invalid_change(raw: Any, reason: str) -> None:
         control.rejected_changes.append(letter_for_message(_raw(raw), decode_error_code(reason), reason))
 
@@ -248,18 +258,28 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
     def configs_of(candle: Candle) -> list[TradingConfig]:
         return control.by_instrument.get((instrument_key(candle.exchange, candle.symbol), candle.timeframe), [])
 
-    async def trade_step(candle: Candle, state: dict[str, Any], key: str) -> list[Output]:
-        sub_accounts, strategy_states = state["simulators"], state["strategies"]
-        outputs: list[Output] = []
+    async def start_close(candle: Candle, state: dict[str, Any]) -> list[Started]:
+        """Each configuration's strategy state (a new one warmed up from the store) and its sub-account after
+        working the bar. Reads `state`, changes nothing: a failure here costs the candle, not a half-traded bar."""
+        started = []
         for config in configs_of(candle):
             config_id = config.configuration_id
-            current = strategy_states.get(config_id)
+            current = state["strategies"].get(config_id)
             if current is None and config.active:
                 current = fresh_strategy_state(config, await warm_history(config, candle.ts))
+            started.append((config, current, start_bar(config, current, state["simulators"].get(config_id), candle)))
+        return started
+
+    async def finish_close(candle: Candle, state: dict[str, Any], key: str, started: list[Started]) -> list[Output]:
+        """The strategies decide on the candle and their orders go to the worked sub-accounts (`state` updated)."""
+        sub_accounts, strategy_states = state["simulators"], state["strategies"]
+        outputs: list[Output] = []
+        for config, current, worked in started:
+            config_id = config.configuration_id
             snapshot = control.account_snapshots.get(config.account_id)
             day = control.day_start.get(config.account_id)
-            step = step_bar(config, current, sub_accounts.get(config_id), candle, limits,
-                            account_view(snapshot, day[1] if day else None), control.halt_reason(config))
+            step = finish_bar(config, current, sub_accounts.get(config_id), worked, candle, limits,
+                              account_view(snapshot, day[1] if day else None), control.halt_reason(config))
             if step.strategy_state is None:
                 strategy_states.pop(config_id, None)
                 control.status_updates.append((config_id, "stopped", ""))
@@ -275,8 +295,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
                     outputs.append(await log("WARNING", f"order refused: {refusal['reason']}", config_id,
                                              {"signal_id": refusal["signal_id"], "intent": refusal["intent"]},
                                              candle.ts))
-            outputs += [(FILLS, key, f) for f in step.fills.fills]
-            outputs += [(TRADES, key, t) for t in step.fills.trades]
+            outputs += fill_outputs(key, step.fills.fills, step.fills.trades)
             if step.fills.snapshot is not None:
                 outputs.append((PORTFOLIO, config.account_id, step.fills.snapshot))
             if step.error is not None:
@@ -284,6 +303,58 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
                 outputs.append(await log("ERROR", f"strategy {config.strategy} failed; configuration stopped",
                                          config_id, {"traceback": step.error}, candle.ts))
         return outputs
+
+    def keep_worked_bars(candle: Candle, state: dict[str, Any], started: list[Started]) -> None:
+        """After `finish_close` failed: the sub-accounts as they worked the bar, which their published fills
+        tell; no orders placed, strategies as they were. Worked again from the states, which gives the same."""
+        for config, current, _ in started:
+            config_id = config.configuration_id
+            worked = start_bar(config, current, state["simulators"].get(config_id), candle)
+            if worked is not None:
+                kept = place_orders(config, state["simulators"].get(config_id), worked, None,
+                                    candle.ts + TIMEFRAMES[candle.timeframe])
+                if kept.state is not None:
+                    state["simulators"][config_id] = kept.state
+
+    async def trade_closes(closes: list[Close], trading_states: States, letters: list[DeadLetter],
+                           early: list[Output]) -> tuple[list[asyncio.Future[Any]], list[Output]]:
+        """Closed candles of which no two are of one instrument and timeframe: every sub-account works its bar
+        first, and their fills and trades go to the broker, with `early`, before any strategy runs (orders placed
+        at the previous close fill on this bar whatever it decides); then the strategies, risk and orders. Returns
+        the early records' futures and the rest of the outputs."""
+        started: list[tuple[str, Message, Candle, list[Started]]] = []
+        fills: list[Output] = []
+        for key, message, candle in closes:
+            state = trading_state(trading_states, key)
+            if candle.source == BUILT_FROM_TICKS and all(
+                    has_applied(config, state["strategies"].get(config.configuration_id), candle.ts)
+                    for config in configs_of(candle)):
+                continue  # the copy of a candle traded as this agent built it
+            try:
+                worked = await start_close(candle, state)
+            except Exception as exc:  # a bug or a store that stays down costs one dead letter, not the stream
+                failed_close(key, message, candle, exc, letters)
+                continue
+            fills += [output for _, _, bar in worked if bar is not None
+                      for output in fill_outputs(key, bar.fills, bar.trades)]
+            started.append((key, message, candle, worked))
+        published = await outputs_to.publish_now([*early, *fills])
+        outputs: list[Output] = []
+        for key, message, candle, worked in started:
+            state = trading_state(trading_states, key)
+            try:
+                outputs += await finish_close(candle, state, key, worked)
+            except Exception as exc:  # a bug costs one dead letter, not the stream
+                failed_close(key, message, candle, exc, letters)
+                state = trading_state(trading_states, key)
+                keep_worked_bars(candle, state, worked)
+            trading_states[key] = (message.partition, state)
+        return published, outputs
+
+    def failed_close(key: str, message: Message, candle: Candle, exc: Exception, letters: list[DeadLetter]) -> None:
+        logger.exception("trade_paper: trading %s %s@%d from %s[%d]@%d failed", key, candle.timeframe, candle.ts,
+                         message.topic, message.partition, message.offset)
+        letters.append(letter_for_message(message, PROCESSING_ERROR, repr(exc)))
 
     def market_outputs(step: TickStep) -> list[Output]:
         for candle in step.candles:
@@ -296,6 +367,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
         letters: list[DeadLetter] = []
         builder_states: States = {}
         trading_states: States = {}
+        closes: list[Close] = []
         accepted = 0
         for message in messages:
             key = message.key.decode(errors="replace") if message.key else ""
@@ -321,28 +393,16 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
                                    message.offset, exc)
                     continue
                 closed = [candle]
-            for candle in closed:
-                configs = configs_of(candle)
-                if not configs:
-                    continue
-                state = trading_state(trading_states, key)
-                if candle.source == BUILT_FROM_TICKS and all(
-                        has_applied(config, state["strategies"].get(config.configuration_id), candle.ts)
-                        for config in configs):
-                    continue  # the copy of a candle traded as this agent built it
-                try:
-                    outputs += await trade_step(candle, state, key)
-                except Exception as exc:  # a bug costs one dead letter, not the stream
-                    logger.exception("trade_paper: trading %s %s@%d from %s[%d]@%d failed", key, candle.timeframe,
-                                     candle.ts, message.topic, message.partition, message.offset)
-                    letters.append(letter_for_message(message, PROCESSING_ERROR, repr(exc)))
-                    continue
-                trading_states[key] = (message.partition, state)
+            closes += [(key, message, candle) for candle in closed if configs_of(candle)]
+        published: list[asyncio.Future[Any]] = []
+        for round_closes in close_rounds(closes):
+            sent, later = await trade_closes(round_closes, trading_states, letters, outputs)
+            published += sent
+            outputs = later
         if letters:
-            await send_dead_letters(topic[DLQ], letters, stats)
-        published = await outputs_to["trade_paper"].publish(outputs)
-        await confirm_batch(outputs_to["trade_paper"], published, [(trading, trading_states),
-                                                                   (builders, builder_states)])
+            await send_dead_letters(dlq, letters, stats)
+        published += await outputs_to.publish(outputs)
+        await confirm_batch(outputs_to, published, [(trading, trading_states), (builders, builder_states)])
         stats.ticks += accepted
         stats.paper["trade_paper"] += len(messages)
 
@@ -353,7 +413,29 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
             await trade_market_batch(messages)
             await _flush_status(control, db)
 
-    # --------------------------------------------------------------------------------------- track_portfolio
+    @app.timer(interval=1.0, name=f"{app_id}.paper_housekeeping")
+    async def housekeeping() -> None:
+        if control.rejected_changes:
+            letters, control.rejected_changes = control.rejected_changes, []
+            await send_dead_letters(dlq, letters, stats)
+        for config in control.configs.values():  # deactivated and flat by now, whatever bar comes next
+            if not config.active and is_flat(control.config_snapshots.get(config.configuration_id)):
+                control.status_updates.append((config.configuration_id, "stopped", ""))
+        await _flush_status(control, db)
+
+    del trade_paper, housekeeping
+
+
+def register_portfolio_agent(app: faust.App, settings: Settings, stats: WorkerStats) -> None:
+    """Declare track_portfolio on `app`: the accounts' snapshots, summed from their configurations' snapshots.
+
+    It is off the tick-to-fill path, so it runs with the sinks (see tradepulse.commands.worker): at a bar close
+    every configuration reports, and in the trading worker its Faust deliveries and its own writes took turns on
+    the event loop with trade_paper."""
+    app_id, prefix = settings.worker.app_id, settings.kafka.topic_prefix
+    portfolio, dlq = app.topic(topic_name(prefix, PORTFOLIO)), app.topic(topic_name(prefix, DLQ))
+    outputs_to = output_producer(app, settings)
+    accounts = app.Table("paper-accounts", partitions=1, help="Per account: its configurations' latest snapshots.")
 
     due: dict[tuple[str, int], dict[str, Any]] = {}
     """(account, ts) -> the account's configuration snapshots after the batch's last one at that ts."""
@@ -383,24 +465,33 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
         due.clear()
         return outputs
 
-    @app.agent(topic[PORTFOLIO], name=f"{app_id}.track_portfolio")
+    @app.agent(portfolio, name=f"{app_id}.track_portfolio")
     async def track_portfolio(stream: faust.StreamT[bytes]) -> None:
         async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.portfolio_batch_wait_s):
             due.clear()  # nothing left over from a batch that failed
-            await run_stage(messages, PortfolioSnapshot, (accounts,), portfolio_step, outputs_to["track_portfolio"],
-                            topic[DLQ], stats, "track_portfolio", account_snapshots)
+            await run_stage(messages, PortfolioSnapshot, (accounts,), portfolio_step, outputs_to,
+                            dlq, stats, "track_portfolio", account_snapshots)
 
-    @app.timer(interval=1.0, name=f"{app_id}.paper_housekeeping")
-    async def housekeeping() -> None:
-        if control.rejected_changes:
-            letters, control.rejected_changes = control.rejected_changes, []
-            await send_dead_letters(topic[DLQ], letters, stats)
-        for config in control.configs.values():  # deactivated and flat by now, whatever bar comes next
-            if not config.active and is_flat(control.config_snapshots.get(config.configuration_id)):
-                control.status_updates.append((config.configuration_id, "stopped", ""))
-        await _flush_status(control, db)
+    del track_portfolio
 
-    del trade_paper, track_portfolio, housekeeping
+
+def fill_outputs(key: str, fills: list[Fill], trades: list[Trade]) -> list[Output]:
+    return [*((FILLS, key, fill) for fill in fills), *((TRADES, key, trade) for trade in trades)]
+
+
+def close_rounds(closes: list[Close]) -> list[list[Close]]:
+    """`closes` in rounds, each with at most one candle of an instrument and timeframe, in their order: a
+    configuration's orders from one bar are worked on its next, so its second candle in a batch waits for the
+    first's strategy step (a gap, a replay). At a live bar close there is one round."""
+    rounds: list[list[Close]] = []
+    taken: dict[tuple[str, str], int] = {}
+    for close in closes:
+        index = taken.get((close[0], close[2].timeframe), -1) + 1
+        taken[(close[0], close[2].timeframe)] = index
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(close)
+    return rounds
 
 
 def _follower(view: TopicView[Any]) -> Callable[[], Awaitable[None]]:

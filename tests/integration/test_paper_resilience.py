@@ -184,7 +184,7 @@ def test_a_failing_strategy_and_a_malformed_config_event_leave_the_others_tradin
         publish(settings, data, 0, 800)
         wait_until(lambda: rows(settings, "SELECT status FROM trained_configurations WHERE id = 'cfg-faulty'")[0][0]
                    == "error", 120, "the failing configuration in error", worker)
-        finish(settings, [worker], len(SESSION) * 800 + _bars_before_failure(data["BTC/USDT"], limit))
+        finish(settings, [worker], len(SESSION) * 800 + _bars_up_to_failure(data["BTC/USDT"], limit))
     finally:
         if worker.alive():
             worker.kill()
@@ -199,10 +199,12 @@ def test_a_failing_strategy_and_a_malformed_config_event_leave_the_others_tradin
     assert [r[0].split(":")[0] for r in letters] == ["bad_json", "missing_field"]
 
 
-def _bars_before_failure(series: BarSeries, limit: float) -> int:
+def _bars_up_to_failure(series: BarSeries, limit: float) -> int:
+    """The failing configuration's snapshots: every bar before the failure, and the bar it fails on, which its
+    sub-account still works (the orders it placed before fill as they would on an exchange)."""
     above = [i for i, close in enumerate(series.close.tolist()) if close > limit]
     assert above, "the data must reach the failing strategy's limit"
-    return above[0]
+    return above[0] + 1
 
 
 @pytest.mark.parametrize("policy", ["close", "keep"])

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from agents.paper import trading_config
-from agents.trading import Control
-from streams.records import SCHEMA_VERSION, Command, ConfigChange, PortfolioSnapshot
+from agents.trading import Control, close_rounds
+from streams.records import SCHEMA_VERSION, Command, ConfigChange, PortfolioSnapshot, make_candle
 
 DAY = 86_400_000
 RAW = SimpleNamespace(topic="control.configs", partition=0, offset=7, key=b"c1", value=b"{}", timestamp=1.0)
@@ -72,3 +72,17 @@ def test_the_day_start_equity_is_the_first_account_snapshot_of_each_utc_day() ->
     assert control.day_start["paper-a"] == ("1970-01-12", 950.0)
     control.apply_snapshot(snapshot(11 * DAY + 2, 940.0, config_id="c1"))
     assert control.config_snapshots["c1"].equity == 940.0 and control.account_snapshots["paper-a"].equity == 950.0
+
+
+def test_a_batch_trades_an_instruments_second_candle_of_a_timeframe_in_a_later_round() -> None:
+    def close(key: str, timeframe: str, ts: int) -> Any:
+        return key, RAW, make_candle("kraken", key, timeframe, ts, (1.0, 1.0, 1.0, 1.0, 1.0), source="test")
+
+    closes = [close("a", "1m", 0), close("b", "1m", 0), close("a", "5m", 0), close("a", "1m", 60_000),
+              close("b", "1m", 60_000), close("a", "1m", 120_000)]
+    rounds = close_rounds(closes)
+    assert [[(k, c.timeframe, c.ts) for k, _, c in round_] for round_ in rounds] == [
+        [("a", "1m", 0), ("b", "1m", 0), ("a", "5m", 0)],
+        [("a", "1m", 60_000), ("b", "1m", 60_000)],
+        [("a", "1m", 120_000)],
+    ]

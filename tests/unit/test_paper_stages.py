@@ -15,9 +15,11 @@ from agents.paper import (
     TradingConfig,
     account_snapshot,
     has_applied,
+    start_bar,
     step_bar,
     step_orders,
     step_signal,
+    takes_bar,
     trading_config,
 )
 from agents.strategies import STRATEGIES
@@ -170,6 +172,63 @@ def test_a_strategy_that_raises_puts_only_its_configuration_in_error(monkeypatch
     assert step.state is not None and step.state["error"] == step.error
     monkeypatch.undo()
     assert step_signal(config, step.state, candles_of(random_series(30, 1))[1], flat=True).signal is None
+
+
+def test_the_sub_account_works_the_bar_before_the_strategy_decides() -> None:
+    """What `start_bar` fills is what the whole step fills (market orders fill at the next open): trade_paper
+    publishes it before any strategy of the batch runs."""
+    config = trading_config(change(params={"fast": 2, "slow": 3}))
+    strategy_state: dict[str, Any] | None = None
+    simulator_state: dict[str, Any] | None = None
+    filled = 0
+    for candle in candles_of(random_series(300, 6)):
+        worked = start_bar(config, strategy_state, simulator_state, candle)
+        step = step_bar(config, strategy_state, simulator_state, candle, LIMITS, None, None)
+        assert worked is not None
+        assert worked.fills == step.fills.fills and worked.trades == step.fills.trades
+        filled += len(worked.fills)
+        strategy_state, simulator_state = step.strategy_state, step.fills.state
+    assert filled > 10
+    assert strategy_state is not None and start_bar(config, strategy_state, simulator_state, candle) is None
+
+
+def test_takes_bar_is_true_exactly_when_the_strategy_step_gives_a_signal() -> None:
+    active = trading_config(change(params={"fast": 2, "slow": 3}))
+    deactivated = trading_config(change(params={"fast": 2, "slow": 3}, action="deactivate"))
+    candles = candles_of(random_series(60, 7))
+    state = None
+    for candle in candles[:40]:
+        state = step_signal(active, state, candle, flat=True).state
+    assert state is not None
+    broken = {**state, "error": "Traceback: ZeroDivisionError"}
+    for config, strategy_state, candle in [(active, state, candles[40]), (active, state, candles[39]),
+                                          (active, None, candles[40]), (deactivated, state, candles[40]),
+                                          (deactivated, None, candles[40]), (active, broken, candles[40])]:
+        expected = step_signal(config, strategy_state, candle, flat=False).signal is not None
+        assert takes_bar(config, strategy_state, candle.ts) is expected
+
+
+def test_a_strategy_that_raises_places_nothing_but_its_bar_is_worked(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = trading_config(change(params={"fast": 2, "slow": 3}))
+    candles = candles_of(random_series(300, 5))
+    strategy_state: dict[str, Any] | None = None
+    simulator_state: dict[str, Any] | None = None
+    index = 0
+    while simulator_state is None or not simulator_state["simulator"]["orders"]:
+        step = step_bar(config, strategy_state, simulator_state, candles[index], LIMITS, None, None)
+        strategy_state, simulator_state, index = step.strategy_state, step.fills.state, index + 1
+    working = start_bar(config, strategy_state, simulator_state, candles[index])
+    assert working is not None and working.fills
+
+    def broken(self: Any, bar: Any) -> list[Any]:
+        raise ZeroDivisionError("bad strategy")
+
+    monkeypatch.setattr(STRATEGIES["sma_cross"], "on_bar", broken)
+    step = step_bar(config, strategy_state, simulator_state, candles[index], LIMITS, None, None)
+    assert step.signal is None and step.order is None and step.error is not None
+    assert step.fills.fills == working.fills and step.fills.snapshot is not None
+    assert step.fills.state is not None and step.fills.state["last_bar"] == candles[index].ts
+    assert not step.fills.state["simulator"]["orders"]
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

@@ -13,10 +13,10 @@ from tradepulse.commands.output import fail
 class WorkerRole(StrEnum):
     """Which agents a worker runs.
 
-    `trading` is the tick-to-fill path (trade_paper, track_portfolio); `sinks` writes every topic
-    into the store. Apart, they do not share an event loop: at a bar close the sinks handle about two thirds of
-    the messages, and in one process they delay the candles and fills behind them. A `sinks` worker consumes in a
-    group of its own (`<app_id>-sinks`), so either role scales out on its own.
+    `trading` is the tick-to-fill path (trade_paper); `sinks` writes every topic into the store and sums the
+    accounts' snapshots (track_portfolio). Apart, they do not share an event loop: at a bar close the sinks handle
+    about two thirds of the messages, and in one process they delay the candles and fills behind them. A `sinks`
+    worker consumes in a group of its own (`<app_id>-sinks`), so either role scales out on its own.
     """
 
     ALL = "all"
@@ -27,7 +27,8 @@ class WorkerRole(StrEnum):
 def worker(
     loglevel: str = typer.Option("info", "--loglevel", "-l", help="debug, info, warning or error"),
     role: Annotated[WorkerRole, typer.Option(
-        "--role", help="all (every agent), trading (candles, paper trading, portfolio) or sinks")] = WorkerRole.ALL,
+        "--role", help="all (every agent), trading (candles and paper trading) or sinks (the store and account "
+                       "snapshots)")] = WorkerRole.ALL,
 ) -> None:
     """Run a Faust worker with the agents of `--role` until SIGTERM or Ctrl-C; settings come from TRADEPULSE_*."""
     import faust
@@ -37,7 +38,7 @@ def worker(
     from agents.sinks import DatabaseWriter, register_sinks
     from agents.stats import WorkerStats
     from agents.strategies import load_strategy_modules
-    from agents.trading import register_trading_agents
+    from agents.trading import register_portfolio_agent, register_trading_agents
     from agents.trading_sinks import register_trading_sinks
     from streams.app import create_app, spare_long_lived_objects_from_gc
     from tradepulse.logs import configure_logging
@@ -62,6 +63,7 @@ def worker(
     if role is not WorkerRole.TRADING:
         register_sinks(app, settings, stats, db)
         register_trading_sinks(app, settings, stats, db)
+        register_portfolio_agent(app, settings, stats)
     register_heartbeat(app, settings, stats, db)
     register_diagnostics(app)
     register_recovery_watchdog(app)
