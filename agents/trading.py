@@ -476,6 +476,7 @@ def register_portfolio_agent(app: faust.App, settings: Settings, stats: WorkerSt
 
 
 def fill_outputs(key: str, fills: list[Fill], trades: list[Trade]) -> list[Output]:
+    """A sub-account's fills and trades as outputs, keyed by instrument like every trading record."""
     return [*((FILLS, key, fill) for fill in fills), *((TRADES, key, trade) for trade in trades)]
 
 

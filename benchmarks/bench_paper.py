@@ -113,6 +113,7 @@ def snapshots(settings: Settings, run_id: str) -> tuple[int, int]:
 
 
 def stored_all(settings: Settings, run_id: str, config_snapshots: int, account_snapshots: int) -> bool:
+    """Whether the first phase is through: every configuration-bar and every account bar time is in the store."""
     stored_configs, stored_account = snapshots(settings, run_id)
     return stored_configs >= config_snapshots and stored_account >= account_snapshots
 
