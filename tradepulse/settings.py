@@ -47,6 +47,11 @@ class WorkerSettings(BaseModel):
         description="how long track_portfolio's partial batch waits: account snapshots are off the tick-to-fill "
                     "path, and a few larger batches at a bar close leave the event loop to trade_paper",
     )
+    thread_switch_interval_s: float = Field(
+        default=0.0005, gt=0,
+        description="how long the event loop's thread may hold the interpreter lock while Faust's consumer thread "
+                    "waits for it (Python's default is 0.005; see streams.app.switch_threads_sooner)",
+    )
     sink_batch_size: int = Field(default=1_000, ge=1)
     sink_flush_s: float = Field(default=0.5, ge=0, description="how long a sink's partial batch waits for more rows")
     session_timeout_s: float = 10.0

@@ -40,7 +40,7 @@ def worker(
     from agents.strategies import load_strategy_modules
     from agents.trading import register_portfolio_agent, register_trading_agents
     from agents.trading_sinks import register_trading_sinks
-    from streams.app import create_app, spare_long_lived_objects_from_gc
+    from streams.app import create_app, spare_long_lived_objects_from_gc, switch_threads_sooner
     from tradepulse.logs import configure_logging
     from tradepulse.settings import get_settings
 
@@ -68,6 +68,7 @@ def worker(
     register_diagnostics(app)
     register_recovery_watchdog(app)
     spare_long_lived_objects_from_gc(app)
+    switch_threads_sooner(settings)
     try:
         faust.Worker(app, loglevel=loglevel, override_logging=False).execute_from_commandline()
     finally:
