@@ -20,6 +20,10 @@ Two guarantees Faust's own batching (`take_events`) does not give, and every age
   later offset: a watchdog notices a partition the consumer has read past the next expected offset while nothing
   arrives and the agent is idle, and seeks it back the same way (`STALL_S`).
 
+A body can make its batch's acknowledgement wait for futures as well (`MessageBatch.acknowledge_after`): the
+records that save its states, still on their way to the broker while the agent goes on with the next batch. A
+batch whose futures fail stays unacknowledged, to be redelivered.
+
 Messages at or below an offset already handled in this process are redeliveries: they are acknowledged and not
 yielded. The agents' own state (offsets, bars or event ids) would recognise them too; this only saves the work.
 
@@ -35,9 +39,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import faust
 from faust.types import TP, EventT
@@ -171,21 +175,34 @@ class PartitionSequence:
         return self.ACCEPT
 
 
+class MessageBatch(list[Message]):
+    """A batch's messages, in order; acknowledged once the body has returned and every future passed to
+    `acknowledge_after` has resolved."""
+
+    def __init__(self, messages: Iterable[Message]) -> None:
+        super().__init__(messages)
+        self.confirmations: list[asyncio.Future[Any]] = []
+
+    def acknowledge_after(self, futures: Iterable[asyncio.Future[Any]]) -> None:
+        self.confirmations += futures
+
+
 @dataclass
 class _Activity:
     in_body: bool = False
     last_arrival: dict[TP, float] = field(default_factory=dict)
 
 
-async def message_batches(stream: faust.StreamT[bytes], size: int, within_s: float) -> AsyncIterator[list[Message]]:
+async def message_batches(stream: faust.StreamT[bytes], size: int, within_s: float) -> AsyncIterator[MessageBatch]:
     """Up to `size` messages at a time, in order, as they arrive (a partial batch waits at most `within_s` after its
-    first message); acknowledged after their batch's body."""
+    first message); acknowledged after their batch's body and its confirmations."""
     manual = stream.noack()
     app = stream.app
     sequence = PartitionSequence(lambda tp: app.consumer._committed_offset.get(tp))
     arrivals: ArrivalBuffer[EventT] = ArrivalBuffer(size, within_s)
     activity = _Activity()
     watchdog = asyncio.ensure_future(_reseek_stalled_partitions(manual, sequence, activity, arrivals))
+    acknowledging: set[asyncio.Future[None]] = set()
     try:
         async for events in _batches(manual, arrivals):
             accepted = []
@@ -210,13 +227,36 @@ async def message_batches(stream: faust.StreamT[bytes], size: int, within_s: flo
                         sequence.seek_failed(message.tp)
             if not accepted:
                 continue
+            batch = MessageBatch(event.message for event in accepted)
             activity.in_body = True
-            yield [event.message for event in accepted]
+            yield batch
             activity.in_body = False
-            for event in accepted:
-                await manual.ack(event)
+            if batch.confirmations:
+                acknowledgement = asyncio.ensure_future(_acknowledge_when_confirmed(manual, accepted, batch))
+                acknowledging.add(acknowledgement)
+                acknowledgement.add_done_callback(acknowledging.discard)
+            else:
+                for event in accepted:
+                    await manual.ack(event)
     finally:
         watchdog.cancel()
+        for acknowledgement in acknowledging:  # unacknowledged, so redelivered: the states recognise them
+            acknowledgement.cancel()
+
+
+async def _acknowledge_when_confirmed(stream: faust.StreamT[bytes], events: list[EventT], batch: MessageBatch) -> None:
+    """Acknowledge `events` once `batch`'s confirmations resolved; a failed one leaves them unacknowledged (the
+    agent's producer raises it to the agent too)."""
+    try:
+        for future in batch.confirmations:
+            await future
+    except Exception as exc:
+        first = batch[0]
+        logger.warning("%s[%d]@%d: a batch of %d stays unacknowledged, to be redelivered: %r", first.topic,
+                       first.partition, first.offset, len(batch), exc)
+        return
+    for event in events:
+        await stream.ack(event)
 
 
 async def _batches(stream: faust.StreamT[bytes], buffer: ArrivalBuffer[EventT]) -> AsyncIterator[list[EventT]]:

@@ -12,7 +12,8 @@ runs with the sinks, sums the configurations' snapshots per account.
 
 State is kept per key in Tables: per instrument its candle builder, and its configurations' strategy and
 simulator states in one record (so they change together); per account the aggregates. Outputs are confirmed by
-the broker, then the states' changelog records, then the input is acknowledged; states record the last tick batch
+the broker, then the states' changelog records, then the input is acknowledged (the agent's next batch does not
+wait for the changelog records, its input's acknowledgement does); states record the last tick batch
 or bar applied, so a redelivered input is recognised and skipped. A crash can leave either of an instrument's two
 records ahead of the other. A builder behind its trading state closes the same candles again (the same ids) for
 strategies that have applied them and skip them. A builder ahead of it does not close them again, but they are on
@@ -166,9 +167,10 @@ Close = tuple[str, Message, Candle]
 
 async def run_stage(messages: list[Message], record_type: type[R], tables: Sequence[faust.Table], step: Step[R],
                     outputs_to: OutputProducer, dlq: faust.TopicT, stats: WorkerStats, name: str,
-                    finish: Callable[[], list[Output]] | None = None) -> None:
+                    finish: Callable[[], list[Output]] | None = None) -> list[asyncio.Future[Any]]:
     """Decode, step each message against its key's state in every table, publish (the steps' outputs, then what
-    `finish` adds once the batch is stepped), then save the states (see module docstring).
+    `finish` adds once the batch is stepped), then save the states (see module docstring). Returns the futures the
+    batch's acknowledgement waits for.
 
     A message that does not decode is skipped here; every topic's sink dead-letters it, so it gets one letter.
     """
@@ -199,8 +201,9 @@ async def run_stage(messages: list[Message], record_type: type[R], tables: Seque
     published = await outputs_to.publish(outputs)
     changes = [(table, {key: (partition, parts[index]) for key, (partition, parts) in states.items()})
                for index, table in enumerate(tables)]
-    await confirm_batch(outputs_to, published, changes)
+    saved = await confirm_batch(outputs_to, published, changes)
     stats.paper[name] += len(messages)
+    return saved
 
 
 def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerStats, db: DatabaseWriter) -> None:
@@ -361,8 +364,9 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
             stats.candles[candle.timeframe] += 1
         return [(candle_topic(c.timeframe), step.instrument or "", c) for c in step.candles]
 
-    async def trade_market_batch(messages: list[Message]) -> None:
-        """One batch of ticks and candles, as in the module docstring: outputs confirmed, then the states."""
+    async def trade_market_batch(messages: list[Message]) -> list[asyncio.Future[Any]]:
+        """One batch of ticks and candles, as in the module docstring: outputs confirmed, then the states. Returns
+        the futures the batch's acknowledgement waits for."""
         outputs: list[Output] = []
         letters: list[DeadLetter] = []
         builder_states: States = {}
@@ -402,15 +406,16 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
         if letters:
             await send_dead_letters(dlq, letters, stats)
         published += await outputs_to.publish(outputs)
-        await confirm_batch(outputs_to, published, [(trading, trading_states), (builders, builder_states)])
+        saved = await confirm_batch(outputs_to, published, [(trading, trading_states), (builders, builder_states)])
         stats.ticks += accepted
         stats.paper["trade_paper"] += len(messages)
+        return saved
 
     @app.agent(market, name=f"{app_id}.trade_paper")
     async def trade_paper(stream: faust.StreamT[bytes]) -> None:
         async for messages in message_batches(stream, settings.worker.tick_batch_messages,
                                               settings.worker.batch_wait_s):
-            await trade_market_batch(messages)
+            messages.acknowledge_after(await trade_market_batch(messages))
             await _flush_status(control, db)
 
     @app.timer(interval=1.0, name=f"{app_id}.paper_housekeeping")
@@ -469,8 +474,8 @@ def register_portfolio_agent(app: faust.App, settings: Settings, stats: WorkerSt
     async def track_portfolio(stream: faust.StreamT[bytes]) -> None:
         async for messages in message_batches(stream, STAGE_BATCH_MESSAGES, settings.worker.portfolio_batch_wait_s):
             due.clear()  # nothing left over from a batch that failed
-            await run_stage(messages, PortfolioSnapshot, (accounts,), portfolio_step, outputs_to,
-                            dlq, stats, "track_portfolio", account_snapshots)
+            messages.acknowledge_after(await run_stage(messages, PortfolioSnapshot, (accounts,), portfolio_step,
+                                                       outputs_to, dlq, stats, "track_portfolio", account_snapshots))
 
     del track_portfolio
 
