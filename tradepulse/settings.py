@@ -52,6 +52,11 @@ class WorkerSettings(BaseModel):
         description="how long the event loop's thread may hold the interpreter lock while Faust's consumer thread "
                     "waits for it (Python's default is 0.005; see streams.app.switch_threads_sooner)",
     )
+    sinks_niceness: int = Field(
+        default=10, ge=0, le=19,
+        description="CPU niceness of a `--role sinks` worker, so that at a bar close the trading worker gets the "
+                    "cores first (see tradepulse.commands.worker.yield_cores_to_trading); 0 leaves it alone",
+    )
     sink_batch_size: int = Field(default=1_000, ge=1)
     sink_flush_s: float = Field(default=0.5, ge=0, description="how long a sink's partial batch waits for more rows")
     session_timeout_s: float = 10.0

@@ -3,6 +3,7 @@ session over a replayed feed trades exactly like the backtest of the same candle
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -195,3 +196,21 @@ def test_a_killed_worker_restarts_without_losing_or_repeating_anything(settings:
     assert account_bars(settings) == bar_times(settings)  # one account snapshot per bar time, none twice
     signals = rows(settings, "SELECT count(*), count(DISTINCT signal_id) FROM signals")[0]
     assert signals[0] == signals[1] > 0
+
+
+def _thread_niceness(pid: int) -> set[int]:
+    return {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_the_sinks_worker_yields_the_cores_to_the_trading_worker(settings: Settings, tmp_path: Path) -> None:
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    lower = min(19, own + 7)
+    quiet = settings.model_copy(update={"worker": settings.worker.model_copy(
+        update={"web_port": 0, "sinks_niceness": lower})})
+    with WorkerProcess(settings, tmp_path, "trading") as trading, WorkerProcess(quiet, tmp_path, "sinks") as sinks:
+        wait_until(trading.ready, 60, "the trading worker to start", trading)
+        wait_until(sinks.ready, 60, "the sinks worker to start", sinks)
+        assert trading.process is not None and sinks.process is not None
+        assert _thread_niceness(trading.process.pid) == {own}
+        assert _thread_niceness(sinks.process.pid) == {lower}, \
+            "every thread of the sinks worker, Faust's consumer thread included, runs at the lower priority"
