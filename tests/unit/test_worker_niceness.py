@@ -34,4 +34,3 @@ def test_the_process_and_its_later_threads_run_at_the_given_niceness() -> None:
 def test_a_process_already_running_nicer_keeps_its_niceness() -> None:
     start = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 8)
     assert niceness_after(start - 3, start) == (start, start)
-
