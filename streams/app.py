@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import sys
-from collections.abc import Iterable
+import types
+from collections.abc import Awaitable, Callable, Generator, Iterable
+from typing import Any
 
 import faust
 from aiokafka import TopicPartition
 from faust.types import TP
+from mode import Service
+from mode.services import WaitResults
 
 from tradepulse.settings import Settings
 
@@ -60,6 +65,7 @@ def create_app(settings: Settings) -> faust.App:
         **web,
     )
     pause_fetching_with_faust(app)
+    deliver_without_tasks(app)
     return app
 
 
@@ -151,3 +157,68 @@ def pause_fetching_with_faust(app: faust.App) -> None:
     consumer.pause_partitions = pause_partitions  # type: ignore[method-assign]
     consumer.resume_partitions = resume_partitions  # type: ignore[method-assign]
     consumer.verify_event_path = verify_event_path  # type: ignore[method-assign]
+
+
+def deliver_without_tasks(app: faust.App) -> None:
+    """Hand each fetched message to its streams at once when nothing makes it wait.
+
+    Faust's consumer delivers every fetched message by racing the delivery against a suspension of the flow
+    (`wait_first`): four tasks and at least two turns of the event loop per message, and while an agent works a
+    bar close each turn waits for the agent's next await. A closing tick a few places down a fetch response
+    reached trade_paper only after several of those turns. The delivery almost never waits (it puts the message
+    in a stream buffer with room), so it now runs at once, in the consumer's own task; one that does wait (a
+    full buffer, a paused flow) goes on in Faust's race from where it stopped, and a suspension still cuts it
+    short.
+    """
+    app.consumer.wait_first = first_without_tasks(app.consumer)  # type: ignore[method-assign]
+
+
+def first_without_tasks(service: Service) -> Callable[..., Awaitable[WaitResults]]:
+    """`service.wait_first` that first runs its first awaitable, if a coroutine, up to where it would wait: one
+    that finishes there wins without a task or a turn of the event loop, and the others are never started (as if
+    they had lost the race). One that waits, or a service that is stopping, goes through the race unchanged."""
+    race = service.wait_first
+
+    async def wait_first(*awaitables: Any, timeout: float | None = None) -> WaitResults:
+        first, others = awaitables[0], awaitables[1:]
+        if not asyncio.iscoroutine(first) or service.should_stop:
+            return await race(*awaitables, timeout=timeout)
+        try:
+            waits_on = first.send(None)
+        except StopIteration as finished:
+            _close(others)
+            return WaitResults([first], [finished.value], False)
+        except BaseException:
+            _close(others)
+            raise
+        return await race(_going_on(first, waits_on), *others, timeout=timeout)
+
+    return wait_first
+
+
+async def _going_on(coroutine: Any, waits_on: Any) -> Any:
+    """`_resumed` as a native coroutine, which Faust's race takes."""
+    return await _resumed(coroutine, waits_on)
+
+
+@types.coroutine
+def _resumed(coroutine: Any, waits_on: Any) -> Generator[Any, Any, Any]:
+    """Go on with `coroutine`, which was run by hand until it yielded `waits_on`: the task running this waits for
+    `waits_on` as it would have for the coroutine, then the coroutine resumes. What is thrown in here (a
+    cancellation) is thrown into the coroutine."""
+    try:
+        yield waits_on
+    except BaseException as thrown:
+        try:
+            waits_on = coroutine.throw(thrown)
+        except StopIteration as finished:
+            return finished.value
+        return (yield from _resumed(coroutine, waits_on))
+    return (yield from coroutine)
+
+
+def _close(awaitables: tuple[Any, ...]) -> None:
+    """Close the coroutines among `awaitables` that will never run (no "never awaited" warning)."""
+    for awaitable in awaitables:
+        if asyncio.iscoroutine(awaitable):
+            awaitable.close()
