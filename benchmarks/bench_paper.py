@@ -18,7 +18,8 @@ stages and a `sinks` worker the store's writers; with `--roles one`, one worker 
    few seconds) at `--rate` ticks/s and measures, for each fill, the time from the moment the feed sent the tick
    message that closed the bar it was filled on (its candle is what the fill stage worked) to the moment a
    consumer of exec.fills received the fill, and each hop on the way (between the records' timestamps, the last
-   one from the fill's to its receipt); the same for every configuration's signal on every closed bar, which
+   one from the fill's to its receipt), and by the instrument's place in the bar close (the ten closing messages
+   are sent one after another); the same for every configuration's signal on every closed bar, which
    rests on many more bar closes than the fills do; beside one raw aiokafka hop (send to receipt, acks=all)
    measured in the same run, the floor under each pass through the broker. The path passes through it once:
    `trade_paper` builds the candle from the tick message and publishes it and the fill in the same batch, the
@@ -257,7 +258,8 @@ def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[li
     """For bars that opened at or after `since_ms` (event time), from the moment the feed sent the tick message
     that closed the bar (its timestamp) to the moment the bench's consumer received the result (`receipts`): per
     fill, its tick-to-fill milliseconds, then the milliseconds of each hop (`HOPS`: between the records' timestamps,
-    the last one from the fill's timestamp to its receipt); and per signal (every configuration's decision on every
+    the last one from the fill's timestamp to its receipt), then its instrument's place in the bar close (0 when its
+    closing message was the first sent); and per signal (every configuration's decision on every
     closed bar, with or without intents), its tick-to-signal milliseconds. Fills come only where a strategy trades,
     a few per bar close at most; signals come from every configuration at every bar, so their tail rests on many
     more closes."""
@@ -271,6 +273,10 @@ def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[li
         """When the tick message that closed the instrument's bar at `bar_ts` (the first later tick) was sent."""
         due = bar_ts + MINUTE_MS + grace
         return next((sent for newest, sent in closers[instrument] if newest >= due), None)
+
+    def place_in_close(sent: int, bar_ts: int) -> int:
+        """The instrument's place (0 first) among the instruments whose messages closed the bar at `bar_ts`."""
+        return sum(1 for other in closers if (other_sent := closed_by(other, bar_ts)) is not None and other_sent < sent)
 
     def received(record: ConsumerRecord[bytes, bytes]) -> float | None:
         return receipts.get((record.topic, record.partition, record.offset))
@@ -296,7 +302,7 @@ def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[li
         if trigger is None or candle is None or seen is None:
             continue
         fills.append((seen - trigger, float(candle - trigger), float(record.timestamp - candle),
-                      seen - record.timestamp))
+                      seen - record.timestamp, float(place_in_close(trigger, fill.ts))))
     return fills, decisions
 
 
@@ -349,6 +355,12 @@ def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int
                 times = [wait[index] for wait in waits]
                 print(f"  {hop:<14}: p50 {statistics.median(times):6.1f} ms, "
                       f"p99 {statistics.quantiles(times, n=100)[98]:6.1f} ms")
+            by_place: dict[int, list[float]] = defaultdict(list)
+            for wait in waits:
+                by_place[int(wait[-1])].append(wait[0])
+            print("  by the instrument's place in the bar close (p50/max ms): " + ", ".join(
+                f"{place + 1}. {statistics.median(times):.0f}/{max(times):.0f}"
+                for place, times in sorted(by_place.items())))
             if len(decisions) >= 2:
                 print(f"tick-to-signal (every configuration, every closed bar): p50 "
                       f"{statistics.median(decisions):.1f} ms, p99 {statistics.quantiles(decisions, n=100)[98]:.1f} ms "
