@@ -18,8 +18,8 @@ stages and a `sinks` worker the store's writers; with `--roles one`, one worker 
    few seconds) at `--rate` ticks/s and measures, for each fill, the time from the moment the feed sent the tick
    message that closed the bar it was filled on (its candle is what the fill stage worked) to the moment a
    consumer of exec.fills received the fill, and each hop on the way (between the records' timestamps, the last
-   one from the fill's to its receipt), and by the instrument's place in the bar close (the ten closing messages
-   are sent one after another); the same for every configuration's signal on every closed bar, which
+   one from the fill's to its receipt), and by the instrument's place in the bar close (the instruments' closing
+   messages are sent one after another); the same for every configuration's signal on every closed bar, which
    rests on many more bar closes than the fills do; beside one raw aiokafka hop (send to receipt, acks=all)
    measured in the same run, the floor under each pass through the broker. The path passes through it once:
    `trade_paper` builds the candle from the tick message and publishes it and the fill in the same batch, the
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
 import time
 import uuid
@@ -269,6 +270,7 @@ def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[li
         batch = decode(TickBatch, record.value)
         closers[(record.key or b"").decode()].append((max(batch.times), record.timestamp))
 
+    @functools.cache  # asked once per signal and fill, and for every instrument of a fill's bar close
     def closed_by(instrument: str, bar_ts: int) -> int | None:
         """When the tick message that closed the instrument's bar at `bar_ts` (the first later tick) was sent."""
         due = bar_ts + MINUTE_MS + grace
