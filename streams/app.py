@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any
 
 import faust
+import uvloop
 from aiokafka import TopicPartition
 from faust.types import TP
 from mode import Service
@@ -96,6 +97,14 @@ def freeze_survivors() -> None:
     gc.collect()
     gc.freeze()
     logger.info("%d long-lived objects exempted from garbage collection", gc.get_freeze_count())
+
+
+def use_event_loop(settings: Settings) -> None:
+    """Run every event loop the worker creates from here on (its own, Faust's consumer thread's) on uvloop, unless
+    `worker.event_loop` says asyncio: at a bar close the trading worker's CPU goes largely to the loops' own work
+    (socket sends and receives, callbacks, hand-overs between the two threads), which uvloop does in C."""
+    if settings.worker.event_loop == "uvloop":
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def switch_threads_sooner(settings: Settings) -> None:

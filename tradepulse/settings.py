@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,11 @@ class WorkerSettings(BaseModel):
         default=0.0005, gt=0,
         description="how long the event loop's thread may hold the interpreter lock while Faust's consumer thread "
                     "waits for it (Python's default is 0.005; see streams.app.switch_threads_sooner)",
+    )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="the worker's event loops (its own and Faust's consumer thread's): uvloop, or asyncio's own "
+                    "(see streams.app.use_event_loop)",
     )
     sinks_niceness: int = Field(
         default=10, ge=0, le=19,

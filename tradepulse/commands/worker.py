@@ -63,10 +63,11 @@ def worker(
     from agents.strategies import load_strategy_modules
     from agents.trading import register_portfolio_agent, register_trading_agents
     from agents.trading_sinks import register_trading_sinks
-    from streams.app import create_app, spare_long_lived_objects_from_gc, switch_threads_sooner
+    from streams.app import create_app, spare_long_lived_objects_from_gc, switch_threads_sooner, use_event_loop
     from tradepulse.logs import configure_logging
 
     configure_logging(loglevel)
+    use_event_loop(settings)
     try:
         load_strategy_modules(settings.strategy_modules)
     except ValueError as exc:
