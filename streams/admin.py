@@ -69,14 +69,14 @@ async def ensure_topics_async(settings: Settings) -> list[str]:
                 created.append(name)
             elif code != _TOPIC_ALREADY_EXISTS:
                 raise for_code(code)(f"creating topic {name}: {message}")
-        await _wait_for_leaders(admin, [topic.name for topic in missing])
+        await wait_for_leaders(admin, [topic.name for topic in missing])
     finally:
         await admin.close()
     logger.info("created topics: %s", ", ".join(created) if created else "none (raced with another creator)")
     return created
 
 
-async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+async def wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
     """CreateTopics returns when the controller has committed; the broker serves the topics a moment later.
     Waiting here spares every producer and consumer right after `ensure_topics` an unknown-topic error."""
     deadline = asyncio.get_running_loop().time() + _REQUEST_TIMEOUT_MS / 1000
