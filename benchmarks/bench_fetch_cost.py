@@ -1,9 +1,10 @@
-"""What the partitions a consumer is assigned cost it while few of them carry messages: the CPU of a plain aiokafka
+"""What the partitions a consumer is assigned cost it while few of them carry messages: the CPU of an aiokafka
 consumer per fetched message, messages paced into one topic, for the partitions of that topic alone (the
-reference), of ticks and one candle topic, and of every topic trade_paper reads (ticks and the six candle topics).
+reference), of ticks and one candle topic, and of every topic trade_paper reads (ticks and the six candle topics),
+the last both as aiokafka fetches and in fetch sessions, as the workers fetch (`streams.fetch_sessions`).
 
 Without fetch sessions (KIP-227, which aiokafka does not implement) every fetch request lists every assigned
-partition and every response answers for each, so a worker pays for its quiet partitions at every message.
+partition and every response answers for each, so a consumer pays for its quiet partitions at every message.
 
     python -m benchmarks.bench_fetch_cost [--rate 250] [--seconds 15] [--repeat 2]
 
@@ -25,11 +26,18 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.admin import wait_for_leaders
 from streams.app import use_event_loop
+from streams.fetch_sessions import fetch_in_sessions
 from streams.keys import TIMEFRAMES
 from tradepulse.settings import Settings, get_settings
 
 PAYLOAD = b"x" * 3_000
-SETS = {"one topic (reference)": 1, "ticks and 1m candles": 2, "trade_paper's topics": 1 + len(TIMEFRAMES)}
+SETS = {
+    "one topic (reference)": (1, False),
+    "ticks and 1m candles": (2, False),
+    "trade_paper's topics": (1 + len(TIMEFRAMES), False),
+    "the same, in sessions": (1 + len(TIMEFRAMES), True),
+}
+"""name → (topics assigned, fetch in sessions)"""
 
 
 def pace(settings: Settings, topic: str, partitions: int, rate: float, seconds: float) -> None:
@@ -49,7 +57,8 @@ def pace(settings: Settings, topic: str, partitions: int, rate: float, seconds: 
     asyncio.run(send())
 
 
-async def consumer_cpu(settings: Settings, topic_count: int, rate: float, seconds: float) -> tuple[int, float, int]:
+async def consumer_cpu(settings: Settings, topic_count: int, sessions: bool, rate: float,
+                       seconds: float) -> tuple[int, float, int]:
     """(partitions assigned, CPU seconds of the consuming thread, messages fetched) while messages are paced into
     the first of `topic_count` fresh topics."""
     servers, partitions = settings.kafka.bootstrap_servers, settings.kafka.partitions
@@ -62,6 +71,8 @@ async def consumer_cpu(settings: Settings, topic_count: int, rate: float, second
         consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
                                     fetch_max_wait_ms=1500)
         await consumer.start()
+        if sessions:
+            fetch_in_sessions(consumer)
         try:
             consumer.assign([TopicPartition(t, p) for t in topics for p in range(partitions)])
             await consumer.seek_to_end()
@@ -93,13 +104,14 @@ def main() -> None:
     share: dict[str, list[float]] = {name: [] for name in SETS}
     assigned: dict[str, int] = {}
     for _ in range(args.repeat):
-        for name, topic_count in SETS.items():
-            partitions, cpu, fetched = asyncio.run(consumer_cpu(settings, topic_count, args.rate, args.seconds))
+        for name, (topic_count, sessions) in SETS.items():
+            partitions, cpu, fetched = asyncio.run(
+                consumer_cpu(settings, topic_count, sessions, args.rate, args.seconds))
             assigned[name] = partitions
             per_message[name].append(cpu / max(fetched, 1) * 1e6)
             share[name].append(cpu / args.seconds * 100)
     reference = statistics.median(per_message[next(iter(SETS))])
-    print(f"a plain aiokafka consumer ({settings.worker.event_loop} loop), {args.rate:,.0f} messages/s of "
+    print(f"an aiokafka consumer ({settings.worker.event_loop} loop), {args.rate:,.0f} messages/s of "
           f"{len(PAYLOAD):,} bytes into one topic, {args.repeat} rounds (medians):")
     for name in SETS:
         cost = statistics.median(per_message[name])

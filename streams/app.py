@@ -17,6 +17,7 @@ from faust.types import TP
 from mode import Service
 from mode.services import WaitResults
 
+from streams.fetch_sessions import fetch_in_sessions
 from tradepulse.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ def create_app(settings: Settings) -> faust.App:
     )
     pause_fetching_with_faust(app)
     deliver_without_tasks(app)
+    if worker.fetch_sessions:
+        fetch_in_sessions_with_faust(app)
     return app
 
 
@@ -166,6 +169,19 @@ def pause_fetching_with_faust(app: faust.App) -> None:
     consumer.pause_partitions = pause_partitions  # type: ignore[method-assign]
     consumer.resume_partitions = resume_partitions  # type: ignore[method-assign]
     consumer.verify_event_path = verify_event_path  # type: ignore[method-assign]
+
+
+def fetch_in_sessions_with_faust(app: faust.App) -> None:
+    """Have the aiokafka consumer in Faust's consumer thread fetch in incremental sessions once it has started
+    (`streams.fetch_sessions`): a trading worker reads 42 partitions, a handful of which carry ticks."""
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    faust_on_start = thread.on_start
+
+    async def on_start() -> None:
+        await faust_on_start()
+        fetch_in_sessions(thread._consumer)
+
+    thread.on_start = on_start
 
 
 def deliver_without_tasks(app: faust.App) -> None:

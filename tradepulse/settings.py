@@ -58,6 +58,11 @@ class WorkerSettings(BaseModel):
         description="the worker's event loops (its own and Faust's consumer thread's): uvloop, or asyncio's own "
                     "(see streams.app.use_event_loop)",
     )
+    fetch_sessions: bool = Field(
+        default=True,
+        description="fetch in incremental fetch sessions (KIP-227): each fetch lists only the partitions whose "
+                    "offset changed and brings back only those with news (see streams.fetch_sessions)",
+    )
     sinks_niceness: int = Field(
         default=10, ge=0, le=19,
         description="CPU niceness of a `--role sinks` worker, so that at a bar close the trading worker gets the "
