@@ -71,9 +71,9 @@ async def consumer_cpu(settings: Settings, topic_count: int, sessions: bool, rat
         consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
                                     fetch_max_wait_ms=1500)
         await consumer.start()
-        if sessions:
-            fetch_in_sessions(consumer)
         try:
+            if sessions:
+                fetch_in_sessions(consumer)
             consumer.assign([TopicPartition(t, p) for t in topics for p in range(partitions)])
             await consumer.seek_to_end()
             feed = threading.Thread(target=pace, args=(settings, topics[0], partitions, rate, seconds))
