@@ -80,11 +80,11 @@ class FetchSession:
 
     def request(self, full: FetchRequest) -> FetchRequest:
         """The request to send in place of `full`, which lists every partition the fetcher wants now."""
+        if not self.supported:
+            return full
         wanted = {(topic, partition): (offset, max_bytes)
                   for topic, partitions in full.topics for partition, offset, max_bytes in partitions}
         self.sent = wanted
-        if not self.supported:
-            return full
         if self.epoch == CREATE_EPOCH:
             return SessionFetchRequest(full, full.topics, self.session_id, CREATE_EPOCH, [])
         changed = [(topic, partition, *wanted[topic, partition])
@@ -99,7 +99,7 @@ class FetchSession:
             return
         if response.API_VERSION < SESSION_VERSION:
             logger.info("broker %d answers fetches below v%d: no fetch sessions", self.node_id, SESSION_VERSION)
-            self.supported, self.held = False, {}
+            self.supported = False
             return
         if response.error_code:
             logger.info("fetch session %d with broker %d ended by error code %d; opening a new one",
@@ -109,7 +109,6 @@ class FetchSession:
         if self.epoch == CREATE_EPOCH:
             self.session_id = response.session_id
             if self.session_id == NO_SESSION:
-                self.held = {}
                 return
             logger.debug("fetch session %d opened with broker %d", self.session_id, self.node_id)
         self.held = wanted
