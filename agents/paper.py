@@ -9,6 +9,7 @@ same records with the same ids.
 
 from __future__ import annotations
 
+import functools
 import logging
 import traceback
 from dataclasses import dataclass, field, fields
@@ -57,9 +58,10 @@ class TradingConfig:
     def instrument(self) -> str:
         return instrument_key(self.exchange, self.symbol)
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """Changes when anything that decides trades changes: then the strategy is started afresh."""
+        """Changes when anything that decides trades changes: then the strategy is started afresh. Computed once
+        (the configuration is frozen): every bar of every configuration compares it."""
         return stable_id("config", self.strategy, sorted(self.params.items()), self.timeframe)
 
     def new_strategy(self) -> Strategy:

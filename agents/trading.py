@@ -39,7 +39,7 @@ from agents.bars import Bar
 from agents.batches import message_batches
 from agents.candles import BUILT_FROM_TICKS
 from agents.deadletter import decode_error_code, letter_for_message, send_dead_letters
-from agents.execution.risk import RiskLimits
+from agents.execution.risk import AccountView, RiskLimits
 from agents.market import TickStep, market_step
 from agents.output import Output, OutputProducer, States, confirm_batch, output_producer
 from agents.paper import (
@@ -277,12 +277,15 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
         """The strategies decide on the candle and their orders go to the worked sub-accounts (`state` updated)."""
         sub_accounts, strategy_states = state["simulators"], state["strategies"]
         outputs: list[Output] = []
+        accounts: dict[str, AccountView | None] = {}
         for config, current, worked in started:
             config_id = config.configuration_id
-            snapshot = control.account_snapshots.get(config.account_id)
-            day = control.day_start.get(config.account_id)
+            if config.account_id not in accounts:  # the same for every configuration of the account on this bar
+                day = control.day_start.get(config.account_id)
+                accounts[config.account_id] = account_view(control.account_snapshots.get(config.account_id),
+                                                           day[1] if day else None)
             step = finish_bar(config, current, sub_accounts.get(config_id), worked, candle, limits,
-                              account_view(snapshot, day[1] if day else None), control.halt_reason(config))
+                              accounts[config.account_id], control.halt_reason(config))
             if step.strategy_state is None:
                 strategy_states.pop(config_id, None)
                 control.status_updates.append((config_id, "stopped", ""))

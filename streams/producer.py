@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from streams.codecs import encode
 from streams.records import Event
@@ -16,6 +17,29 @@ from streams.topics import topic_name
 from tradepulse.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+KEY_HASHES_KEPT = 100_000
+
+
+class KeyHashPartitioner:
+    """aiokafka's default partitioner (the Java client's murmur2 of the key), with each key's hash remembered.
+
+    aiokafka hashes in pure Python, about 14 µs a key, and every record is hashed: at a bar close that was a tenth
+    of the time its producers took. The keys are instruments and accounts, a few hundred at most; the memory is
+    cleared if it ever holds `KEY_HASHES_KEPT` of them."""
+
+    def __init__(self) -> None:
+        self._hashes: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return DefaultPartitioner()(key, all_partitions, available)
+        hashed = self._hashes.get(key)
+        if hashed is None:
+            if len(self._hashes) >= KEY_HASHES_KEPT:
+                self._hashes.clear()
+            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[hashed % len(all_partitions)]
 
 
 class LogProducer:
@@ -31,6 +55,7 @@ class LogProducer:
             max_batch_size=1 << 20,
             compression_type=None,
             request_timeout_ms=30_000,
+            partitioner=KeyHashPartitioner(),
         )
 
     async def __aenter__(self) -> LogProducer:
