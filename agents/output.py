@@ -10,19 +10,13 @@ producer of the agent, serialised by the table's changelog topic exactly as Faus
 in-memory store keeps no persisted offsets, so Faust's callback on a sent changelog record has nothing to do): the
 input waits for them, the agent's next batch does not, and its first outputs do not queue behind them. Dead
 letters stay on Faust's producer.
-
-aiokafka keeps one produce request in flight per producer and broker, so records that must not queue behind
-others take a lane (producer) of their own: an agent maps its topics to lanes, each topic to one lane, so the
-records of a topic keep their order. `ConfirmedInTurn` lets an agent work its next batches while the broker
-confirms the earlier ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -37,9 +31,6 @@ SENDER_TURNS = 3
 """Turns of the event loop aiokafka's sender takes to put queued records on the wire: it wakes up, drains them into
 a produce task, and that task writes the request."""
 OUTPUTS_LANE = "outputs"
-EARLY_LANE = "early"
-"""For what a bar close sends before its strategies run (candles, fills, trades), so that it never waits for the
-confirmation of an earlier batch's signals, orders and snapshots."""
 CHANGELOGS_LANE = "changelogs"
 Output = tuple[str, str, Event]
 """`(documented topic, key, record)`."""
@@ -48,26 +39,19 @@ Output = tuple[str, str, Event]
 class OutputProducer:
     """A worker's producer for agent outputs, started on first use inside the worker's event loop."""
 
-    def __init__(self, settings: Settings, lanes: Mapping[str, str] | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._lanes = dict(lanes or {})
-        """Documented topic -> the lane its records take; any other topic's take `OUTPUTS_LANE`."""
         self._producers: dict[str, LogProducer] = {}
         self._starting = asyncio.Lock()
         self._closed = False
         self._changelogs: list[asyncio.Future[Any]] = []
 
     async def publish(self, outputs: Sequence[Output]) -> list[asyncio.Future[Any]]:
-        """Queue `outputs` for the broker, each on its topic's lane; each future resolves once the broker has its
-        record."""
-        by_lane: dict[str, list[Output]] = {}
-        for output in outputs:
-            by_lane.setdefault(self._lanes.get(output[0], OUTPUTS_LANE), []).append(output)
-        published: list[asyncio.Future[Any]] = []
-        for lane, records in by_lane.items():
-            producer = await self._started(lane)
-            published += await producer.queue(records)
-        return published
+        """Queue `outputs` for the broker; each future resolves once the broker has its record."""
+        if not outputs:
+            return []
+        producer = await self._started(OUTPUTS_LANE)
+        return await producer.queue(outputs)
 
     async def publish_now(self, outputs: Sequence[Output]) -> list[asyncio.Future[Any]]:
         """`publish`, then give the producer the event loop until its request is on the wire: the caller has more
@@ -144,83 +128,12 @@ async def confirm_batch(outputs_to: OutputProducer, published: list[asyncio.Futu
     return written
 
 
-class ConfirmedInTurn:
-    """Confirms an agent's batches in the background and in order (`confirm_batch` each, once the one before it
-    is confirmed), while the agent works its next batches: at most `limit` batches left unconfirmed, 0 to confirm
-    each before the next. The states of unconfirmed batches are held here and read before the tables'
-    (`state`); a batch's states become the tables' only once its outputs and those of every batch before it are
-    confirmed, so recovery sees what it would if each batch were confirmed before the next. A failed
-    confirmation fails every later one and is raised to the agent at its next batch."""
-
-    def __init__(self, outputs_to: OutputProducer, limit: int) -> None:
-        self._outputs_to = outputs_to
-        self._limit = limit
-        self._held: dict[str, dict[str, Any]] = {}
-        """Table name -> key -> the newest unconfirmed state."""
-        self._in_flight: deque[asyncio.Future[list[asyncio.Future[Any]]]] = deque()
-
-    def state(self, table: faust.Table, key: str) -> Any:
-        held = self._held.get(table.name)
-        return held[key] if held is not None and key in held else table.get(key)
-
-    async def confirm(self, published: list[asyncio.Future[Any]],
-                      changes: Sequence[tuple[faust.Table, States]]) -> list[asyncio.Future[Any]]:
-        """Hold the batch's new states and confirm it after the batches before it. Returns the future the batch's
-        acknowledgement waits for (its changelog records confirmed); waits while more than `limit` batches are
-        unconfirmed, and raises the error of an earlier batch that failed."""
-        while self._in_flight and self._in_flight[0].done():
-            await self._oldest_confirmed()
-        for table, states in changes:
-            held = self._held.setdefault(table.name, {})
-            for key, (_, state) in states.items():
-                held[key] = state
-        previous = self._in_flight[-1] if self._in_flight else None
-        confirming = asyncio.ensure_future(self._confirm_after(previous, published, changes))
-        self._in_flight.append(confirming)
-        acknowledged = asyncio.ensure_future(_all_confirmed(confirming))
-        while len(self._in_flight) > self._limit:
-            await self._oldest_confirmed()
-        return [acknowledged]
-
-    async def _oldest_confirmed(self) -> None:
-        """Wait for the oldest unconfirmed batch; it stays in flight (for `cancel`) until it is confirmed."""
-        await self._in_flight[0]
-        self._in_flight.popleft()
-
-    def cancel(self) -> None:
-        """Stop confirming (the agent stopped or failed): its unconfirmed batches stay unacknowledged, to be
-        redelivered."""
-        for confirming in self._in_flight:
-            if confirming.done() and not confirming.cancelled():
-                confirming.exception()  # the failure the agent got, or one after it: not to be logged as lost
-            confirming.cancel()
-        self._in_flight.clear()
-        self._held.clear()
-
-    async def _confirm_after(self, previous: asyncio.Future[Any] | None, published: list[asyncio.Future[Any]],
-                             changes: Sequence[tuple[faust.Table, States]]) -> list[asyncio.Future[Any]]:
-        if previous is not None:
-            await previous
-        written = await confirm_batch(self._outputs_to, published, changes)
-        for table, states in changes:
-            held = self._held.get(table.name, {})
-            for key, (_, state) in states.items():
-                if held.get(key) is state:  # no later batch changed it
-                    del held[key]
-        return written
-
-
-async def _all_confirmed(confirming: asyncio.Future[list[asyncio.Future[Any]]]) -> None:
-    for written in await confirming:
-        await written
-
-
-def output_producer(app: faust.App, settings: Settings, lanes: Mapping[str, str] | None = None) -> OutputProducer:
+def output_producer(app: faust.App, settings: Settings) -> OutputProducer:
     """A producer for one of `app`'s agents, closed when the worker shuts down (after its consumer has stopped).
 
     One per agent: aiokafka keeps one produce request in flight per broker and producer, so agents sharing a
-    producer would wait for each other's confirmations. `lanes` maps topics to lanes of their own."""
-    producer = OutputProducer(settings, lanes)
+    producer would wait for each other's confirmations."""
+    producer = OutputProducer(settings)
 
     @app.on_before_shutdown.connect
     async def close_outputs(sender: faust.App, **kwargs: object) -> None:

@@ -12,10 +12,9 @@ runs with the sinks, sums the configurations' snapshots per account.
 
 State is kept per key in Tables: per instrument its candle builder, and its configurations' strategy and
 simulator states in one record (so they change together); per account the aggregates. Outputs are confirmed by
-the broker, then the states' changelog records, then the input is acknowledged; trade_paper's next batches do not
-wait for those confirmations (`agents.output.ConfirmedInTurn`: they read the unconfirmed states, which become the
-tables' in order); states record the last tick batch or bar applied, so a redelivered input is recognised and
-skipped. A crash can leave either of an instrument's two
+the broker, then the states' changelog records, then the input is acknowledged (the agent's next batch does not
+wait for the changelog records, its input's acknowledgement does); states record the last tick batch
+or bar applied, so a redelivered input is recognised and skipped. A crash can leave either of an instrument's two
 records ahead of the other. A builder behind its trading state closes the same candles again (the same ids) for
 strategies that have applied them and skip them. A builder ahead of it does not close them again, but they are on
 the candle topics (outputs are confirmed before any state), and a candle this agent built comes back to it there:
@@ -42,15 +41,7 @@ from agents.candles import BUILT_FROM_TICKS
 from agents.deadletter import decode_error_code, letter_for_message, send_dead_letters
 from agents.execution.risk import AccountView, RiskLimits
 from agents.market import TickStep, market_step
-from agents.output import (
-    EARLY_LANE,
-    ConfirmedInTurn,
-    Output,
-    OutputProducer,
-    States,
-    confirm_batch,
-    output_producer,
-)
+from agents.output import Output, OutputProducer, States, confirm_batch, output_producer
 from agents.paper import (
     ConfigError,
     TradingConfig,
@@ -222,8 +213,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
                         paper.daily_loss_limit)
     control = Control()
     dlq = app.topic(topic_name(prefix, DLQ))
-    outputs_to = output_producer(app, settings, {topic: EARLY_LANE for topic in (
-        FILLS, TRADES, *(candle_topic(tf) for tf in TIMEFRAMES))})
+    outputs_to = output_producer(app, settings)
     ticks_topic, grace_ms = topic_name(prefix, TICKS), settings.worker.late_tick_grace_ms
     market = app.topic(ticks_topic, *(topic_name(prefix, candle_topic(tf)) for tf in TIMEFRAMES))
     # No key/value types: Faust then stores JSON and restores the plain dicts `CandleBuilder.from_state` takes.
@@ -232,7 +222,6 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
     trading = app.Table("paper-trading", partitions=settings.kafka.partitions,
                         help="Per instrument: each configuration's strategy and simulator (sub-account) states, in "
                              "one record so that they change together.")
-    in_turn = ConfirmedInTurn(outputs_to, settings.worker.unconfirmed_batches)
 
     def invalid_change(raw: Any, reason: str) -> None:
         control.rejected_changes.append(letter_for_message(_raw(raw), decode_error_code(reason), reason))
@@ -266,7 +255,7 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
 
     def trading_state(pending: dict[str, tuple[int, dict[str, Any]]], key: str) -> dict[str, Any]:
         """A copy of the instrument's trading state as the batch left it so far, to step or to drop."""
-        state = pending[key][1] if key in pending else in_turn.state(trading, key) or {}
+        state = pending[key][1] if key in pending else trading.get(key) or {}
         return {"strategies": dict(state.get("strategies", {})), "simulators": dict(state.get("simulators", {}))}
 
     def configs_of(candle: Candle) -> list[TradingConfig]:
@@ -391,8 +380,8 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
             key = message.key.decode(errors="replace") if message.key else ""
             if message.topic == ticks_topic:
                 stats.messages += 1
-                builder = builder_states[key][1] if key in builder_states else in_turn.state(builders, key)
-                tick = market_step(message, builder, grace_ms)
+                tick = market_step(message, builder_states[key][1] if key in builder_states else builders.get(key),
+                                   grace_ms)
                 if tick.skipped:
                     stats.redelivered_batches += 1
                     continue
@@ -420,20 +409,17 @@ def register_trading_agents(app: faust.App, settings: Settings, stats: WorkerSta
         if letters:
             await send_dead_letters(dlq, letters, stats)
         published += await outputs_to.publish(outputs)
-        confirmed = await in_turn.confirm(published, [(trading, trading_states), (builders, builder_states)])
+        saved = await confirm_batch(outputs_to, published, [(trading, trading_states), (builders, builder_states)])
         stats.ticks += accepted
         stats.paper["trade_paper"] += len(messages)
-        return confirmed
+        return saved
 
     @app.agent(market, name=f"{app_id}.trade_paper")
     async def trade_paper(stream: faust.StreamT[bytes]) -> None:
-        try:
-            async for messages in message_batches(stream, settings.worker.tick_batch_messages,
-                                                  settings.worker.batch_wait_s):
-                messages.acknowledge_after(await trade_market_batch(messages))
-                await _flush_status(control, db)
-        finally:
-            in_turn.cancel()
+        async for messages in message_batches(stream, settings.worker.tick_batch_messages,
+                                              settings.worker.batch_wait_s):
+            messages.acknowledge_after(await trade_market_batch(messages))
+            await _flush_status(control, db)
 
     @app.timer(interval=1.0, name=f"{app_id}.paper_housekeeping")
     async def housekeeping() -> None:

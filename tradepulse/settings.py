@@ -43,11 +43,6 @@ class WorkerSettings(BaseModel):
         description="how long trade_paper's partial batch waits for more messages after its first arrived: latency "
                     "added to every tick; messages that arrive while it is busy form the next batch anyway",
     )
-    unconfirmed_batches: int = Field(
-        default=3, ge=0,
-        description="how many of its batches trade_paper may leave for the broker to confirm while it works the "
-                    "next; 0 confirms each before the next (see agents.output.ConfirmedInTurn)",
-    )
     portfolio_batch_wait_s: float = Field(
         default=0.05, ge=0,
         description="how long track_portfolio's partial batch waits: account snapshots are off the tick-to-fill "
