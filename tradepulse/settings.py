@@ -68,6 +68,11 @@ class WorkerSettings(BaseModel):
         description="CPU niceness of a `--role sinks` worker, so that at a bar close the trading worker gets the "
                     "cores first (see tradepulse.commands.worker.yield_cores_to_trading); 0 leaves it alone",
     )
+    own_core: bool = Field(
+        default=True,
+        description="run a `--role trading` worker's threads on one CPU core that no other trading worker on the "
+                    "machine has claimed (see tradepulse.cores); off, the system places them",
+    )
     sink_batch_size: int = Field(default=1_000, ge=1)
     sink_flush_s: float = Field(default=0.5, ge=0, description="how long a sink's partial batch waits for more rows")
     session_timeout_s: float = 10.0

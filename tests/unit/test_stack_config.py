@@ -274,6 +274,8 @@ def test_compose_application_settings_point_at_the_compose_services(monkeypatch:
         ["worker", "--role", "trading"], ["worker", "--role", "sinks"]]
     for name in ("worker", "sinks"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    monkeypatch.setenv("TRADEPULSE_WORKER__OWN_CORE", services["worker"]["environment"]["TRADEPULSE_WORKER__OWN_CORE"])
+    assert not Settings().worker.own_core, "core claims in a container's /tmp would not keep scaled-out workers apart"
     assert all("healthcheck" in services[name] for name in ("kafka", "timescaledb", "worker", "sinks", "api"))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from enum import StrEnum
 from typing import Annotated
@@ -9,6 +10,9 @@ from typing import Annotated
 import typer
 
 from tradepulse.commands.output import fail
+from tradepulse.cores import claim_core
+
+logger = logging.getLogger(__name__)
 
 
 class WorkerRole(StrEnum):
@@ -49,6 +53,7 @@ def worker(
     if loglevel.lower() not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter(f"unknown log level {loglevel!r}", param_hint="--loglevel")
     settings = get_settings()
+    claim = claim_core() if role is WorkerRole.TRADING and settings.worker.own_core else None
     if role is WorkerRole.SINKS:
         yield_cores_to_trading(settings.worker.sinks_niceness)  # before the imports below start any thread
         settings = settings.model_copy(update={"worker": settings.worker.model_copy(
@@ -67,6 +72,8 @@ def worker(
     from tradepulse.logs import configure_logging
 
     configure_logging(loglevel)
+    if claim is not None:
+        logger.info("the trading worker runs on CPU core %d", claim.core)
     use_event_loop(settings)
     try:
         load_strategy_modules(settings.strategy_modules)
