@@ -21,7 +21,6 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +30,10 @@ CLAIMS_DIR = Path(tempfile.gettempdir()) / "tradepulse-cores"
 
 @dataclass
 class CoreClaim:
-    """The core this process runs on alone, held while `lock` stays open."""
+    """The core this process runs on alone, held while the file descriptor `lock` stays open."""
 
     core: int
-    lock: IO[str]
+    lock: int
 
 
 def claim_core(claims_dir: Path = CLAIMS_DIR) -> CoreClaim | None:
@@ -48,17 +47,33 @@ def claim_core(claims_dir: Path = CLAIMS_DIR) -> CoreClaim | None:
     if len(cores) < 2:
         return None
     try:
-        claims_dir.mkdir(parents=True, exist_ok=True)
+        _shared_directory(claims_dir)
     except OSError as exc:
         logger.warning("no core claimed: cannot create %s: %s", claims_dir, exc)
         return None
     for core in cores:
-        lock = (claims_dir / f"cpu{core}.lock").open("w")
+        try:  # read-only: a lock file another user created can be locked all the same
+            lock = os.open(claims_dir / f"cpu{core}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError as exc:
+            logger.warning("core %d not claimed: %s", core, exc)
+            continue
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # another live process holds this core
-            lock.close()
+            os.close(lock)
             continue
-        os.sched_setaffinity(0, {core})
+        try:
+            os.sched_setaffinity(0, {core})
+        except OSError as exc:
+            os.close(lock)
+            logger.warning("core %d not claimed: cannot pin to it: %s", core, exc)
+            return None
         return CoreClaim(core, lock)
     return None
+
+
+def _shared_directory(path: Path) -> None:
+    """`path`, made if missing so that any user can add a lock file to it and none can remove another's (as /tmp)."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o1777)

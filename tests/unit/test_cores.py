@@ -68,13 +68,15 @@ def claimants() -> Iterator[list[Claimant]]:
 def test_live_workers_get_distinct_cores_highest_first_and_the_next_runs_unpinned(
         tmp_path: Path, two_cores: list[int], claimants: list[Claimant]) -> None:
     low, high = two_cores
-    first = Claimant(tmp_path, two_cores)
+    claims = tmp_path / "claims"
+    first = Claimant(claims, two_cores)
     claimants.append(first)
     assert (first.core, first.affinity) == (high, [high])
-    second = Claimant(tmp_path, two_cores)
+    assert claims.stat().st_mode & 0o7777 == 0o1777, "every user can claim, none can take another's claim away"
+    second = Claimant(claims, two_cores)
     claimants.append(second)
     assert (second.core, second.affinity) == (low, [low])
-    third = Claimant(tmp_path, two_cores)
+    third = Claimant(claims, two_cores)
     claimants.append(third)
     assert (third.core, third.affinity) == (None, two_cores)
 
