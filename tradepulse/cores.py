@@ -4,9 +4,9 @@ A worker runs two busy threads: the event loop, where the agents work, and Faust
 They share one interpreter lock, so they never run Python at the same time anyway; spread over two cores, each
 hand-over of the lock wakes the other thread on another core, and the scheduler moves both between cores as the
 broker, PostgreSQL and the sinks worker come and go. On one core of their own the lock changes hands without a
-cross-core wake-up, and at a bar close, when every process wants a core at once, the trading worker keeps one. In
-alternating runs of `python -m benchmarks.bench_paper` on a two-core machine the tick-to-fill p99 was lower with
-the trading worker on one core in every pair (docs/paper-trading.md).
+cross-core wake-up, and neither thread is moved. In alternating runs of `python -m benchmarks.bench_paper` on a
+two-core machine the tick-to-fill p99 was lower with the trading worker on one core in eight pairs of nine
+(docs/paper-trading.md).
 
 Each worker claims a core by an exclusive lock on a file named after it (the highest free core first: the first
 cores tend to take the machine's interrupts). The lock lives as long as the process, even one killed by SIGKILL,
