@@ -1,10 +1,10 @@
 """A CPU core of its own for a trading worker's threads.
 
 A worker runs two busy threads: the event loop, where the agents work, and Faust's consumer thread, which fetches.
-They share one interpreter lock, so they never run Python at the same time anyway; spread over two cores, each
-hand-over of the lock wakes the other thread on another core, and the scheduler moves both between cores as the
-broker, PostgreSQL and the sinks worker come and go. On one core of their own the lock changes hands without a
-cross-core wake-up, and neither thread is moved. In alternating runs of `python -m benchmarks.bench_paper` on a
+They share one interpreter lock, so they never run Python at the same time anyway; spread over two cores, a
+hand-over of the lock can wake the other thread on another core, and the scheduler moves both between cores as the
+broker, PostgreSQL and the sinks worker come and go. On one core of their own neither happens (the reason
+inferred; the runs measured the effect). In alternating runs of `python -m benchmarks.bench_paper` on a
 two-core machine the tick-to-fill p99 was lower with the trading worker on one core in eight pairs of nine
 (docs/paper-trading.md).
 
