@@ -73,7 +73,10 @@ def claim_core(claims_dir: Path = CLAIMS_DIR) -> CoreClaim | None:
 
 
 def _shared_directory(path: Path) -> None:
-    """`path`, made if missing so that any user can add a lock file to it and none can remove another's (as /tmp)."""
-    if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True)
-        path.chmod(0o1777)
+    """Make `path` if missing, so that any user can add a lock file to it and none can remove another's (as /tmp);
+    one that exists, made by whichever worker came first, is left as it is."""
+    try:
+        path.mkdir(parents=True)
+    except FileExistsError:
+        return
+    path.chmod(0o1777)
