@@ -25,6 +25,11 @@ stages and a `sinks` worker the store's writers; with `--roles one`, one worker 
    `trade_paper` builds the candle from the tick message and publishes it and the fill in the same batch, the
    fill before the strategies of the batch decide (it fills an order placed at the previous close), their
    signals and orders after.
+
+A default run's latency phase has about 40 bar closes. Its fills are not independent samples: the fills of one
+bar close share its queue (the instruments close one after another), so its p99 is close to its worst bar close,
+and it moves by tens of milliseconds between identical runs. `--samples FILE` keeps a run's latencies, and
+`python -m benchmarks.pool_latency FILE...` reports several runs pooled: compare variants on pooled runs.
 """
 
 from __future__ import annotations
@@ -32,12 +37,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import json
 import statistics
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -75,17 +83,23 @@ STRATEGIES = [
 MINUTE_MS = 60_000
 
 
+def configuration_plan(symbols: list[str], count: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """(symbol, strategy, params) of each configuration: round-robin over the symbols, and each symbol's
+    configurations run different strategies, as a deployment's would (the same strategy five times on a symbol
+    would trade five times at once, and its fills would count one bar close five times)."""
+    return [(symbols[k % len(symbols)], *STRATEGIES[k // len(symbols) % len(STRATEGIES)]) for k in range(count)]
+
+
 def create_configurations(settings: Settings, run_id: str, exchange: str, symbols: list[str], count: int) -> list[str]:
     ids = []
     with psycopg.connect(settings.database.url) as conn:
         account = control.create_account(conn, f"bench-{run_id}", 1_000_000.0 * count)
-        for k in range(count):
-            strategy, params = STRATEGIES[k % len(STRATEGIES)]
+        for k, (symbol, strategy, params) in enumerate(configuration_plan(symbols, count)):
             config_id = f"bench-{run_id}-{k:02d}"
             conn.execute(
                 "INSERT INTO trained_configurations (id, strategy, params, exchange, symbols, timeframe, account_id, "
                 "allocation, stage) VALUES (%s, %s, %s, %s, %s, '1m', %s, 10000, 'DISCOVERY')",
-                (config_id, strategy, Jsonb(params), exchange, [symbols[k % len(symbols)]], account.account_id),
+                (config_id, strategy, Jsonb(params), exchange, [symbol], account.account_id),
             )
             ids.append(config_id)
         conn.commit()
@@ -259,11 +273,11 @@ def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[li
     """For bars that opened at or after `since_ms` (event time), from the moment the feed sent the tick message
     that closed the bar (its timestamp) to the moment the bench's consumer received the result (`receipts`): per
     fill, its tick-to-fill milliseconds, then the milliseconds of each hop (`HOPS`: between the records' timestamps,
-    the last one from the fill's timestamp to its receipt), then its instrument's place in the bar close (0 when its
-    closing message was the first sent); and per signal (every configuration's decision on every
-    closed bar, with or without intents), its tick-to-signal milliseconds. Fills come only where a strategy trades,
-    a few per bar close at most; signals come from every configuration at every bar, so their tail rests on many
-    more closes."""
+    the last one from the fill's timestamp to its receipt), then the bar's open time (the bar close it came from),
+    then its instrument's place in the bar close (0 when its closing message was the first sent); and per signal
+    (every configuration's decision on every closed bar, with or without intents), its tick-to-signal milliseconds.
+    Fills come only where a strategy trades, a few per bar close at most; signals come from every configuration at
+    every bar, so their tail rests on many more closes."""
     grace = settings.worker.late_tick_grace_ms
     closers: dict[str, list[tuple[int, int]]] = defaultdict(list)  # instrument -> (newest tick time, sent at)
     for record in asyncio.run(read_back(settings, TICKS)):
@@ -304,11 +318,47 @@ def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[li
         if trigger is None or candle is None or seen is None:
             continue
         fills.append((seen - trigger, float(candle - trigger), float(record.timestamp - candle),
-                      seen - record.timestamp, float(place_in_close(trigger, fill.ts))))
+                      seen - record.timestamp, float(fill.ts), float(place_in_close(trigger, fill.ts))))
     return fills, decisions
 
 
-def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int, split: bool) -> None:
+def bar_closes(waits: Sequence[Sequence[float]]) -> int:
+    """How many bar closes the fills of one run (`latencies`) came from."""
+    return len({wait[-2] for wait in waits})
+
+
+def report_latencies(waits: Sequence[Sequence[float]], decisions: Sequence[float], hop_reference: Sequence[float],
+                     rate: float, bar_closes: int) -> None:
+    """Print the latency phase's figures (`latencies` gives `waits` and `decisions`); `bar_closes` is how many bar
+    closes the fills came from, the number of independent samples behind the tail."""
+    if len(waits) < 2:
+        print("tick-to-fill: no fills in the paced phase (raise --rate or the trading activity)")
+        return
+    tick_to_fill = [wait[0] for wait in waits]
+    fill_p99 = statistics.quantiles(tick_to_fill, n=100)[98]
+    print(f"tick-to-fill at {rate:,.0f} ticks/s: p50 {statistics.median(tick_to_fill):.1f} ms, p99 {fill_p99:.1f} ms "
+          f"over {len(tick_to_fill)} fills from {bar_closes} bar closes; "
+          f"goal p99 < 50 ms: {'met' if fill_p99 < 50 else 'NOT met'}")
+    for index, hop in enumerate(HOPS, start=1):
+        times = [wait[index] for wait in waits]
+        print(f"  {hop:<14}: p50 {statistics.median(times):6.1f} ms, "
+              f"p99 {statistics.quantiles(times, n=100)[98]:6.1f} ms")
+    by_place: dict[int, list[float]] = defaultdict(list)
+    for wait in waits:
+        by_place[int(wait[-1])].append(wait[0])
+    print("  by the instrument's place in the bar close (p50/max ms): " + ", ".join(
+        f"{place + 1}. {statistics.median(times):.0f}/{max(times):.0f}" for place, times in sorted(by_place.items())))
+    if len(decisions) >= 2:
+        print(f"tick-to-signal (every configuration, every closed bar): p50 {statistics.median(decisions):.1f} ms, "
+              f"p99 {statistics.quantiles(decisions, n=100)[98]:.1f} ms over {len(decisions)} signals")
+    raw = statistics.quantiles(hop_reference, n=100)
+    print(f"raw aiokafka hop (reference, {len(hop_reference)} messages): p50 "
+          f"{statistics.median(hop_reference):.1f} ms, p99 {raw[98]:.1f} ms; "
+          f"tick-to-fill p99 / ({BROKER_PASSES} * raw hop p99) = {fill_p99 / (BROKER_PASSES * raw[98]):.1f}")
+
+
+def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int, split: bool,
+        samples: Path | None = None) -> None:
     run_id = uuid.uuid4().hex[:8]
     base = Settings()
     settings = base.model_copy(update={
@@ -347,32 +397,10 @@ def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int
             waits, decisions = latencies(settings, follow_start, receipts)
             worker.stop()
         report_rates("paper pipeline", produced, consumed, Rate(seconds, len(payloads), total), start_up)
-        if len(waits) >= 2:
-            tick_to_fill = [wait[0] for wait in waits]
-            cuts = statistics.quantiles(tick_to_fill, n=100)
-            print(f"tick-to-fill at {rate:,.0f} ticks/s: p50 {statistics.median(tick_to_fill):.1f} ms, "
-                  f"p99 {cuts[98]:.1f} ms over {len(tick_to_fill)} fills; "
-                  f"goal p99 < 50 ms: {'met' if cuts[98] < 50 else 'NOT met'}")
-            for index, hop in enumerate(HOPS, start=1):
-                times = [wait[index] for wait in waits]
-                print(f"  {hop:<14}: p50 {statistics.median(times):6.1f} ms, "
-                      f"p99 {statistics.quantiles(times, n=100)[98]:6.1f} ms")
-            by_place: dict[int, list[float]] = defaultdict(list)
-            for wait in waits:
-                by_place[int(wait[-1])].append(wait[0])
-            print("  by the instrument's place in the bar close (p50/max ms): " + ", ".join(
-                f"{place + 1}. {statistics.median(times):.0f}/{max(times):.0f}"
-                for place, times in sorted(by_place.items())))
-            if len(decisions) >= 2:
-                print(f"tick-to-signal (every configuration, every closed bar): p50 "
-                      f"{statistics.median(decisions):.1f} ms, p99 {statistics.quantiles(decisions, n=100)[98]:.1f} ms "
-                      f"over {len(decisions)} signals")
-            raw = statistics.quantiles(hop_reference, n=100)
-            print(f"raw aiokafka hop (reference, {len(hop_reference)} messages): p50 "
-                  f"{statistics.median(hop_reference):.1f} ms, p99 {raw[98]:.1f} ms; tick-to-fill p99 / "
-                  f"({BROKER_PASSES} * raw hop p99) = {cuts[98] / (BROKER_PASSES * raw[98]):.1f}")
-        else:
-            print("tick-to-fill: no fills in the paced phase (raise --rate or the trading activity)")
+        if samples is not None:
+            samples.write_text(json.dumps({"rate": rate, "fills": waits, "signals": decisions,
+                                           "hop_reference": hop_reference}))
+        report_latencies(waits, decisions, hop_reference, rate, bar_closes(waits))
     finally:
         with psycopg.connect(settings.database.url) as conn:
             for table in ("signals", "orders", "fills", "trades", "positions", "portfolio_history", "trade_logs"):
@@ -392,8 +420,10 @@ def main() -> None:
     parser.add_argument("--follow-minutes", type=int, default=40, help="event-time minutes of the latency phase")
     parser.add_argument("--roles", choices=("split", "one"), default="split",
                         help="a trading and a sinks worker, or one worker running both")
+    parser.add_argument("--samples", type=Path, help="write the latency phase's samples to this JSON file, to pool "
+                                                     "runs with `python -m benchmarks.pool_latency`")
     args = parser.parse_args()
-    run(args.ticks, args.symbols, args.configs, args.rate, args.follow_minutes, args.roles == "split")
+    run(args.ticks, args.symbols, args.configs, args.rate, args.follow_minutes, args.roles == "split", args.samples)
 
 
 if __name__ == "__main__":
