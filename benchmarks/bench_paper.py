@@ -328,8 +328,8 @@ def bar_closes(waits: Sequence[Sequence[float]]) -> int:
 
 
 def report_latencies(waits: Sequence[Sequence[float]], decisions: Sequence[float], hop_reference: Sequence[float],
-                     rate: float, bar_closes: int) -> None:
-    """Print the latency phase's figures (`latencies` gives `waits` and `decisions`); `bar_closes` is how many bar
+                     rate: float, closes: int) -> None:
+    """Print the latency phase's figures (`latencies` gives `waits` and `decisions`); `closes` is how many bar
     closes the fills came from, the number of independent samples behind the tail."""
     if len(waits) < 2:
         print("tick-to-fill: no fills in the paced phase (raise --rate or the trading activity)")
@@ -337,7 +337,7 @@ def report_latencies(waits: Sequence[Sequence[float]], decisions: Sequence[float
     tick_to_fill = [wait[0] for wait in waits]
     fill_p99 = statistics.quantiles(tick_to_fill, n=100)[98]
     print(f"tick-to-fill at {rate:,.0f} ticks/s: p50 {statistics.median(tick_to_fill):.1f} ms, p99 {fill_p99:.1f} ms "
-          f"over {len(tick_to_fill)} fills from {bar_closes} bar closes; "
+          f"over {len(tick_to_fill)} fills from {closes} bar closes; "
           f"goal p99 < 50 ms: {'met' if fill_p99 < 50 else 'NOT met'}")
     for index, hop in enumerate(HOPS, start=1):
         times = [wait[index] for wait in waits]
