@@ -397,10 +397,11 @@ def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int
             waits, decisions = latencies(settings, follow_start, receipts)
             worker.stop()
         report_rates("paper pipeline", produced, consumed, Rate(seconds, len(payloads), total), start_up)
+        report_latencies(waits, decisions, hop_reference, rate, bar_closes(waits))
         if samples is not None:
+            samples.parent.mkdir(parents=True, exist_ok=True)
             samples.write_text(json.dumps({"rate": rate, "fills": waits, "signals": decisions,
                                            "hop_reference": hop_reference}))
-        report_latencies(waits, decisions, hop_reference, rate, bar_closes(waits))
     finally:
         with psycopg.connect(settings.database.url) as conn:
             for table in ("signals", "orders", "fills", "trades", "positions", "portfolio_history", "trade_logs"):
