@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 
 from benchmarks import pool_latency
-from benchmarks.bench_paper import STRATEGIES, bar_closes, configuration_plan
-
-MINUTE_MS = 60_000
+from benchmarks.bench_paper import MINUTE_MS, STRATEGIES, bar_closes, configuration_plan
 
 
 def test_each_symbols_configurations_run_different_strategies() -> None:
