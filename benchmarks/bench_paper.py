@@ -29,7 +29,8 @@ stages and a `sinks` worker the store's writers; with `--roles one`, one worker 
 A default run's latency phase has about 40 bar closes. Its fills are not independent samples: the fills of one
 bar close share its queue (the instruments close one after another), so its p99 is close to its worst bar close,
 and it moves by tens of milliseconds between identical runs. `--samples FILE` keeps a run's latencies, and
-`python -m benchmarks.pool_latency FILE...` reports several runs pooled: compare variants on pooled runs.
+`python -m benchmarks.pool_latency FILE...` reports several runs pooled: compare variants on pooled runs. The file
+also keeps each bar close's wall-clock window, for `python -m benchmarks.close_cpu` to sum a scheduler trace over.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import argparse
 import asyncio
 import functools
 import json
+import os
 import statistics
 import time
 import uuid
@@ -269,7 +271,13 @@ HOPS = ("ticks→candle", "candle→fill", "fill→consumer")
 BROKER_PASSES = 1
 
 
-def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[list[tuple[float, ...]], list[float]]:
+CloseWindows = dict[int, tuple[float, float]]
+"""Bar open time -> (wall-clock ms at which the feed sent the first message that closed it, at which the bench
+received the last signal or fill of it): while each bar close was being worked, for `benchmarks.close_cpu`."""
+
+
+def latencies(settings: Settings, since_ms: int,
+              receipts: Receipts) -> tuple[list[tuple[float, ...]], list[float], CloseWindows]:
     """For bars that opened at or after `since_ms` (event time), from the moment the feed sent the tick message
     that closed the bar (its timestamp) to the moment the bench's consumer received the result (`receipts`): per
     fill, its tick-to-fill milliseconds, then the milliseconds of each hop (`HOPS`: between the records' timestamps,
@@ -277,7 +285,7 @@ def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[li
     then its instrument's place in the bar close (0 when its closing message was the first sent); and per signal
     (every configuration's decision on every closed bar, with or without intents), its tick-to-signal milliseconds.
     Fills come only where a strategy trades, a few per bar close at most; signals come from every configuration at
-    every bar, so their tail rests on many more closes."""
+    every bar, so their tail rests on many more closes. Also each bar close's window (`CloseWindows`)."""
     grace = settings.worker.late_tick_grace_ms
     closers: dict[str, list[tuple[int, int]]] = defaultdict(list)  # instrument -> (newest tick time, sent at)
     for record in asyncio.run(read_back(settings, TICKS)):
@@ -300,12 +308,19 @@ def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[li
     candles = {((r.key or b"").decode(), decode(Candle, r.value).ts): r.timestamp
                for r in asyncio.run(read_back(settings, candle_topic("1m")))}
     decisions: list[float] = []
+    windows: CloseWindows = {}
+
+    def widen(bar_ts: int, trigger: int, seen: float) -> None:
+        start, end = windows.get(bar_ts, (trigger, seen))
+        windows[bar_ts] = (min(start, trigger), max(end, seen))
+
     for record in asyncio.run(read_back(settings, SIGNALS)):
         signal = decode(Signal, record.value)
         if signal.bar_ts >= since_ms:
             trigger, seen = closed_by((record.key or b"").decode(), signal.bar_ts), received(record)
             if trigger is not None and seen is not None:
                 decisions.append(seen - trigger)
+                widen(signal.bar_ts, trigger, seen)
     fills = []
     for record in asyncio.run(read_back(settings, FILLS)):
         fill = decode(Fill, record.value)
@@ -319,7 +334,8 @@ def latencies(settings: Settings, since_ms: int, receipts: Receipts) -> tuple[li
             continue
         fills.append((seen - trigger, float(candle - trigger), float(record.timestamp - candle),
                       seen - record.timestamp, float(fill.ts), float(place_in_close(trigger, fill.ts))))
-    return fills, decisions
+        widen(fill.ts, trigger, seen)
+    return fills, decisions, windows
 
 
 def bar_closes(waits: Sequence[Sequence[float]]) -> int:
@@ -394,14 +410,18 @@ def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int
             seconds, start_up = time_worker(worker, lambda: stored_all(settings, run_id, expected, bar_times),
                                             poll_s=0.2)
             receipts = asyncio.run(watched_feed(settings, more, rate))
-            waits, decisions = latencies(settings, follow_start, receipts)
+            waits, decisions, windows = latencies(settings, follow_start, receipts)
+            trading_pid = worker.process.pid if worker.process is not None else None
             worker.stop()
         report_rates("paper pipeline", produced, consumed, Rate(seconds, len(payloads), total), start_up)
         report_latencies(waits, decisions, hop_reference, rate, bar_closes(waits))
         if samples is not None:
             samples.parent.mkdir(parents=True, exist_ok=True)
             samples.write_text(json.dumps({"rate": rate, "fills": waits, "signals": decisions,
-                                           "hop_reference": hop_reference}))
+                                           "hop_reference": hop_reference,
+                                           "close_windows": sorted(windows.values()),
+                                           "monotonic_offset_ms": (time.time() - time.monotonic()) * 1000,
+                                           "processes": {"bench": os.getpid(), "trading worker": trading_pid}}))
     finally:
         with psycopg.connect(settings.database.url) as conn:
             for table in ("signals", "orders", "fills", "trades", "positions", "portfolio_history", "trade_logs"):
