@@ -115,6 +115,8 @@ def main() -> None:
     parser.add_argument("samples", type=Path, help="the run's file written by bench_paper --samples")
     args = parser.parse_args()
     run = json.loads(args.samples.read_text())
+    if "close_windows" not in run:
+        parser.error(f"{args.samples} holds no bar-close windows: it was written by an older bench_paper")
     with args.timehist.open() as lines:
         slices = parse_timehist(lines, run["monotonic_offset_ms"])
     if not slices:

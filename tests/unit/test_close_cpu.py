@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import pytest
 
+from benchmarks import close_cpu
 from benchmarks.close_cpu import Slice, cpu_in_windows, parse_timehist, process_names
 
 TIMEHIST = """\
@@ -44,3 +49,14 @@ def test_cpu_is_counted_inside_the_windows_only_and_the_event_loop_apart() -> No
         (1, "trading worker (other threads)"): 2.0,
         (0, "python[900]"): 1.0,
     })
+
+
+def test_samples_without_close_windows_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    timehist, samples = tmp_path / "timehist.txt", tmp_path / "run.json"
+    timehist.write_text(TIMEHIST)
+    samples.write_text(json.dumps({"rate": 10_000.0, "fills": [], "signals": [], "hop_reference": []}))
+    monkeypatch.setattr(sys, "argv", ["close_cpu", str(timehist), str(samples)])
+    with pytest.raises(SystemExit):
+        close_cpu.main()
+    assert "holds no bar-close windows" in capsys.readouterr().err
