@@ -59,8 +59,8 @@ def parse_timehist(lines: Iterable[str], monotonic_offset_ms: float) -> list[Sli
 
 
 def process_names(slices: Iterable[Slice], known: dict[str, int]) -> dict[int, str]:
-    """A name for each process: the bench's own labels where given (the trading worker's event loop thread
-    apart), else its main thread's name, else the name of a thread of it."""
+    """A name for each process of the trace: the bench's own label where given, else its main thread's name, else
+    the name of a thread of it."""
     names: dict[int, str] = {}
     for piece in slices:
         if piece.tid == piece.pid or piece.pid not in names:
@@ -72,8 +72,9 @@ def process_names(slices: Iterable[Slice], known: dict[str, int]) -> dict[int, s
 
 def cpu_in_windows(slices: Sequence[Slice], windows: Sequence[tuple[float, float]],
                    label: dict[int, str], loop_pid: int | None) -> dict[tuple[int, str], float]:
-    """Milliseconds of CPU per (CPU, process label) inside the windows; the thread whose id is `loop_pid` (the
-    trading worker's event loop) is counted apart from the rest of its process."""
+    """Milliseconds of CPU per (CPU, process label) inside the windows, `label` naming every process of `slices`
+    (`process_names`); the thread whose id is `loop_pid` (the trading worker's event loop) is counted apart from
+    the rest of its process."""
     starts = [piece.start_ms for piece in slices]
     longest = max((piece.end_ms - piece.start_ms for piece in slices), default=0.0)
     spent: dict[tuple[int, str], float] = defaultdict(float)
@@ -84,7 +85,7 @@ def cpu_in_windows(slices: Sequence[Slice], windows: Sequence[tuple[float, float
             overlap = min(piece.end_ms, end) - max(piece.start_ms, begin)
             if overlap <= 0:
                 continue
-            name = label.get(piece.pid, f"{piece.task}[{piece.pid}]")
+            name = label[piece.pid]
             if piece.pid == loop_pid:
                 name += " (event loop)" if piece.tid == loop_pid else " (other threads)"
             spent[(piece.cpu, name)] += overlap
