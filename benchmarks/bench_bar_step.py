@@ -3,7 +3,8 @@ five strategies bench_paper runs per symbol, on the shared 1h BTC file, and the 
 strategy and simulator from its JSON state and dumps it again (the agent keeps them in a table between bars),
 measured alone over the same states.
 
-No broker or database is needed.
+No broker or database is needed. The step is also the machine's speed for `bench_paper`, which measures it in
+each run (`machine_reference_ms`): its latencies are absolute, and the hosts this runs on differ by two times.
 
     python -m benchmarks.bench_bar_step [--bars 5000] [--repeat 5]
 """
@@ -21,13 +22,20 @@ from agents.execution.simulator import ExecutionSimulator
 from agents.paper import TradingConfig, bar_of, fresh_strategy_state, step_bar, trading_config
 from agents.strategies import strategy_class
 from benchmarks.bench_backtest import DATA
-from benchmarks.bench_paper import STRATEGIES
 from streams.records import SCHEMA_VERSION, Candle, ConfigChange, make_candle
 from training.data import DataRequest, load_series
 
 LIMITS = RiskLimits(max_open_positions=1000, max_positions_per_symbol=1000, max_exposure=1000.0,
                     daily_loss_limit=1.0)
 WARM_UP = 200
+STRATEGIES = [
+    ("sma_cross", {"fast": 3, "slow": 8}),
+    ("ema_trend", {"fast": 3, "slow": 8, "atr_period": 5, "atr_target": 2.0, "direction": "both"}),
+    ("donchian_breakout", {"entry_period": 10, "exit_period": 5, "atr_period": 5}),
+    ("rsi_bollinger", {"bb_period": 10, "k": 1.5, "rsi_period": 7, "oversold": 40.0, "overbought": 60.0}),
+    ("VOLUME_BREAKOUT", {"range_period": 10, "volume_period": 10, "volume_k": 1.0}),
+]
+"""The strategies a symbol's configurations run in bench_paper, one each."""
 
 
 def configurations() -> list[TradingConfig]:
@@ -56,6 +64,20 @@ def session(configs: list[TradingConfig], candles: list[Candle]) -> tuple[float,
     return (time.perf_counter() - started) / (len(candles) - WARM_UP), samples
 
 
+def bench_candles(bars: int) -> list[Candle]:
+    """The warm-up and then `bars` 1h candles of the shared BTC file."""
+    series, _ = load_series(DataRequest("csv", None, None, None, csv_path=DATA))
+    return [make_candle("bitfinex", "BTC/USD", "1h", b.ts, (b.open, b.high, b.low, b.close, b.volume),
+                        source="bench") for b in series.bars()][:WARM_UP + bars]
+
+
+def machine_reference_ms(bars: int = 1_000, repeat: int = 3) -> float:
+    """Milliseconds of a bar's step for the five configurations, the median of `repeat` sessions over `bars` bars:
+    the machine's speed beside figures that depend on it."""
+    candles, configs = bench_candles(bars), configurations()
+    return statistics.median(session(configs, candles)[0] for _ in range(repeat)) * 1000
+
+
 def state_round_trip(configs: list[TradingConfig], sample: dict[str, Any]) -> None:
     """What a bar costs each configuration in states alone: restore strategy and simulator, dump them again."""
     for config in configs:
@@ -73,9 +95,7 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=5_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    series, _ = load_series(DataRequest("csv", None, None, None, csv_path=DATA))
-    candles = [make_candle("bitfinex", "BTC/USD", "1h", b.ts, (b.open, b.high, b.low, b.close, b.volume),
-                           source="bench") for b in series.bars()][:WARM_UP + args.bars]
+    candles = bench_candles(args.bars)
     configs = configurations()
     steps, round_trips = [], []
     for _ in range(args.repeat):

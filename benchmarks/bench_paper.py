@@ -31,6 +31,9 @@ bar close share its queue (the instruments close one after another), so its p99 
 and it moves by tens of milliseconds between identical runs. `--samples FILE` keeps a run's latencies, and
 `python -m benchmarks.pool_latency FILE...` reports several runs pooled: compare variants on pooled runs. The file
 also keeps each bar close's wall-clock window, for `python -m benchmarks.close_cpu` to sum a scheduler trace over.
+
+The latencies are absolute and the hosts differ: before it measures, the bench times `bench_bar_step`'s step (a
+symbol's five configurations on one bar, on one core) and prints it beside them as the machine's speed.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from psycopg.types.json import Jsonb
 
 from agents.candles import CandleBuilder
+from benchmarks.bench_bar_step import STRATEGIES, machine_reference_ms
 from benchmarks.bench_pipeline import (
     TICKS_PER_MINUTE,
     Rate,
@@ -75,13 +79,6 @@ from tradepulse import control
 from tradepulse.marketdata.synth import generate_ticks
 from tradepulse.settings import Settings
 
-STRATEGIES = [
-    ("sma_cross", {"fast": 3, "slow": 8}),
-    ("ema_trend", {"fast": 3, "slow": 8, "atr_period": 5, "atr_target": 2.0, "direction": "both"}),
-    ("donchian_breakout", {"entry_period": 10, "exit_period": 5, "atr_period": 5}),
-    ("rsi_bollinger", {"bb_period": 10, "k": 1.5, "rsi_period": 7, "oversold": 40.0, "overbought": 60.0}),
-    ("VOLUME_BREAKOUT", {"range_period": 10, "volume_period": 10, "volume_k": 1.0}),
-]
 MINUTE_MS = 60_000
 
 
@@ -373,6 +370,14 @@ def report_latencies(waits: Sequence[Sequence[float]], decisions: Sequence[float
           f"tick-to-fill p99 / ({BROKER_PASSES} * raw hop p99) = {fill_p99 / (BROKER_PASSES * raw[98]):.1f}")
 
 
+def report_machine(bar_steps_ms: Sequence[float]) -> None:
+    """Print the machine's speed measured beside the runs (`machine_reference_ms`), if they kept it: the latencies
+    are absolute, and a host twice as slow gives twice the queue at a bar close."""
+    if bar_steps_ms:
+        span = f"{min(bar_steps_ms):.3f}" + (f" to {max(bar_steps_ms):.3f}" if len(bar_steps_ms) > 1 else "")
+        print(f"machine reference (bench_bar_step's step of a symbol's five configurations): {span} ms a bar")
+
+
 def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int, split: bool,
         samples: Path | None = None) -> None:
     run_id = uuid.uuid4().hex[:8]
@@ -403,6 +408,7 @@ def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int
     # and one that fell into the latency phase stalled the feed and the consumer that time the worker.
     freeze_survivors()
     try:
+        bar_step_ms = machine_reference_ms()
         hop_reference = asyncio.run(raw_hop_latency(settings))
         produced = asyncio.run(raw_produce(settings, payloads, total))
         consumed = asyncio.run(raw_consume(settings, len(payloads), total))
@@ -415,10 +421,11 @@ def run(ticks: int, symbols: int, configs: int, rate: float, follow_minutes: int
             worker.stop()
         report_rates("paper pipeline", produced, consumed, Rate(seconds, len(payloads), total), start_up)
         report_latencies(waits, decisions, hop_reference, rate, bar_closes(waits))
+        report_machine([bar_step_ms])
         if samples is not None:
             samples.parent.mkdir(parents=True, exist_ok=True)
             samples.write_text(json.dumps({"rate": rate, "fills": waits, "signals": decisions,
-                                           "hop_reference": hop_reference,
+                                           "hop_reference": hop_reference, "bar_step_ms": bar_step_ms,
                                            "close_windows": sorted(windows.values()),
                                            "monotonic_offset_ms": (time.time() - time.monotonic()) * 1000,
                                            "processes": {"bench": os.getpid(), "trading worker": trading_pid}}))

@@ -5,7 +5,7 @@
 A default run's tail rests on about 40 bar closes (the fills of one close share its queue), so its p99 is close to
 its worst close and moves by tens of milliseconds between identical runs; pooled runs give the tail more closes to
 rest on. The raw hop is pooled the same way, so the ratio to it stays a ratio to measurements taken beside the
-worker's.
+worker's, and the machine references the runs kept are printed as their range: pool runs from one host.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks.bench_paper import bar_closes, report_latencies
+from benchmarks.bench_paper import bar_closes, report_latencies, report_machine
 
 
 def main() -> None:
@@ -29,6 +29,7 @@ def main() -> None:
     report_latencies([fill for run in runs for fill in run["fills"]], [s for run in runs for s in run["signals"]],
                      [hop for run in runs for hop in run["hop_reference"]], rates.pop(),
                      sum(bar_closes(run["fills"]) for run in runs))
+    report_machine([run["bar_step_ms"] for run in runs if "bar_step_ms" in run])
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from benchmarks import pool_latency
+from benchmarks.bench_bar_step import machine_reference_ms
 from benchmarks.bench_paper import MINUTE_MS, STRATEGIES, bar_closes, configuration_plan
 
 
@@ -60,6 +61,30 @@ def test_pooled_runs_report_every_fill_and_every_bar_close(tmp_path: Path, capsy
     fill_line = next(line for line in report.splitlines() if line.startswith("tick-to-fill"))
     assert "over 152 fills from 76 bar closes" in fill_line
     assert "over 400 signals" in report
+
+
+def test_pooled_runs_report_the_range_of_their_machine_references(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(5)
+    runs = [fake_run(rng, closes=3) | {"bar_step_ms": step} for step in (0.512, 0.446, 0.471)]
+    older = fake_run(rng, closes=3)  # written before the bench kept a machine reference
+    monkeypatch.setattr(sys, "argv", ["pool_latency", *write_runs(tmp_path, [*runs, older])])
+    pool_latency.main()
+    machine_line = capsys.readouterr().out.splitlines()[-1]
+    assert machine_line.startswith("machine reference")
+    assert "0.446 to 0.512 ms a bar" in machine_line
+
+
+def test_runs_without_a_machine_reference_print_none(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["pool_latency", *write_runs(tmp_path, [fake_run(random.Random(6), 3)])])
+    pool_latency.main()
+    assert "machine reference" not in capsys.readouterr().out
+
+
+def test_machine_reference_times_a_bar_of_the_five_configurations() -> None:
+    step = machine_reference_ms(bars=40, repeat=1)
+    assert 0.0 < step < 100.0  # a bar of five strategies takes well under a millisecond on the hosts seen
 
 
 def test_runs_fed_at_different_rates_are_not_pooled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
